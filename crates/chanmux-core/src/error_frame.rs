@@ -1,0 +1,131 @@
+//! Error frames: what the client gets instead of a dropped connection.
+
+use std::fmt;
+
+/// Why a frame from the client was not delivered to a consumer.
+///
+/// Each code is sent to the client in an error frame (see [`error_frame`]);
+/// its [`as_str`](ErrorCode::as_str) form is the wire value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The frame is not valid JSON (including `NaN`, `Infinity` and trailing text).
+    InvalidJson,
+    /// The frame is valid JSON but not an object.
+    NotAnObject,
+    /// The object has no `stream` field, or it is not a string.
+    MissingStream,
+    /// The object has no `payload` field.
+    MissingPayload,
+    /// No consumer is registered under that stream name.
+    UnknownStream,
+    /// The stream exists but its consumer has not accepted, or has closed.
+    StreamNotAccepting,
+    /// A binary frame arrived; the multiplexed protocol carries text only.
+    BinaryNotSupported,
+    /// The frame is larger than the configured maximum; it was not parsed.
+    FrameTooLarge,
+    /// The stream's inbound queue is full; this frame was dropped.
+    StreamOverloaded,
+}
+
+impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::NotAnObject,
+        ErrorCode::MissingStream,
+        ErrorCode::MissingPayload,
+        ErrorCode::UnknownStream,
+        ErrorCode::StreamNotAccepting,
+        ErrorCode::BinaryNotSupported,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::StreamOverloaded,
+    ];
+
+    /// The code as it appears on the wire, e.g. `"invalid_json"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::NotAnObject => "not_an_object",
+            ErrorCode::MissingStream => "missing_stream",
+            ErrorCode::MissingPayload => "missing_payload",
+            ErrorCode::UnknownStream => "unknown_stream",
+            ErrorCode::StreamNotAccepting => "stream_not_accepting",
+            ErrorCode::BinaryNotSupported => "binary_not_supported",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::StreamOverloaded => "stream_overloaded",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Builds the error frame sent to the client:
+/// `{"error": {"code": "<code>", "message": "<text>"}, "stream": <name or null>}`.
+///
+/// The frame has no `payload` key, so a client can tell it from data.
+///
+/// ```
+/// use chanmux_core::{ErrorCode, error_frame};
+/// let frame = error_frame(ErrorCode::UnknownStream, "no such stream", Some("nope"));
+/// assert_eq!(
+///     frame,
+///     r#"{"error":{"code":"unknown_stream","message":"no such stream"},"stream":"nope"}"#
+/// );
+/// ```
+pub fn error_frame(code: ErrorCode, message: &str, stream: Option<&str>) -> String {
+    let mut out = String::with_capacity(64 + message.len() + stream.map_or(4, str::len));
+    out.push_str(r#"{"error":{"code":""#);
+    out.push_str(code.as_str());
+    out.push_str(r#"","message":"#);
+    push_json_string(&mut out, message);
+    out.push_str(r#"},"stream":"#);
+    match stream {
+        Some(name) => push_json_string(&mut out, name),
+        None => out.push_str("null"),
+    }
+    out.push('}');
+    out
+}
+
+/// Appends `s` as a JSON string literal (quoted and escaped).
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
+    // serde_json's escaping cannot fail when writing a `str` into a `String`.
+    let quoted = serde_json::to_string(s).expect("serialising a str cannot fail");
+    out.push_str(&quoted);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_frame_is_valid_json_with_the_documented_shape() {
+        for code in ErrorCode::ALL {
+            for stream in [None, Some("a\"b\\c\u{1F600}")] {
+                let frame = error_frame(code, "line\nbreak \"quoted\"", stream);
+                let value: serde_json::Value = serde_json::from_str(&frame).unwrap();
+                let object = value.as_object().unwrap();
+                assert_eq!(object.len(), 2, "only `error` and `stream`: {frame}");
+                assert_eq!(value["error"]["code"], code.as_str());
+                assert_eq!(value["error"]["message"], "line\nbreak \"quoted\"");
+                assert_eq!(value["stream"], stream.map_or(serde_json::Value::Null, Into::into));
+            }
+        }
+    }
+
+    #[test]
+    fn wire_codes_are_distinct_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let s = code.as_str();
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
+            assert!(seen.insert(s), "duplicate {s}");
+        }
+    }
+}

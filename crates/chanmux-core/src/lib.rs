@@ -1,0 +1,34 @@
+//! The wire format of channels-multiplexer, with no sockets and no runtime.
+//!
+//! A multiplexed WebSocket carries text frames holding one JSON object each,
+//! `{"stream": "<name>", "payload": <any JSON>}`, in both directions. This is
+//! the format of Django Channels' `channelsmultiplexer`, so clients written for
+//! it work unchanged.
+//!
+//! The payload is never parsed into a tree here: [`Envelope::parse`] finds the
+//! stream name and the payload's exact text in one pass, and [`wrap`] builds an
+//! outgoing frame around payload text without re-serialising it.
+//!
+//! ```
+//! use chanmux_core::{Envelope, wrap};
+//!
+//! let frame = r#"{"stream": "echostream", "payload": {"n": 1e3}}"#;
+//! let envelope = Envelope::parse(frame)?;
+//! assert_eq!(envelope.stream(), "echostream");
+//! // The payload keeps its exact text: `1e3` stays `1e3`.
+//! assert_eq!(envelope.payload(), r#"{"n": 1e3}"#);
+//!
+//! let reply = wrap(envelope.stream(), envelope.payload());
+//! assert_eq!(reply, r#"{"stream":"echostream","payload":{"n": 1e3}}"#);
+//! # Ok::<(), chanmux_core::EnvelopeError>(())
+//! ```
+//!
+//! Frames that are not valid envelopes are answered with an error frame (see
+//! [`ErrorCode`] and [`error_frame`]) instead of closing the connection.
+
+pub mod close_code;
+mod envelope;
+mod error_frame;
+
+pub use envelope::{Envelope, EnvelopeError, StreamPrefix, wrap};
+pub use error_frame::{ErrorCode, error_frame};
