@@ -1,0 +1,131 @@
+//! [`ConnectionConfig`]: timeouts, queue sizes and buffer sizes of one connection.
+
+use std::time::Duration;
+
+use crate::Shutdown;
+
+/// Settings for serving one WebSocket connection.
+///
+/// Every queue is bounded, so memory per connection is bounded too; the
+/// defaults keep an idle connection small.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectionConfig {
+    /// How long the consumer may take to accept or refuse before the
+    /// handshake is refused with HTTP 403. Default 5 s.
+    pub connect_timeout: Duration,
+    /// How long consumers may take in `disconnect` before they are stopped.
+    /// Also how long to wait for the client's reply to a server close.
+    /// Default 5 s.
+    pub close_timeout: Duration,
+    /// Messages from the client queued for the consumer. Default 16.
+    pub inbox_capacity: usize,
+    /// Messages queued for the client; senders wait when it is full. Default 64.
+    pub outbound_capacity: usize,
+    /// How long a write to the client may stay stuck before the client is
+    /// disconnected with 1013 "slow client". Default 10 s.
+    pub slow_client_timeout: Duration,
+    /// Hard limit on one incoming message; larger ones close the socket with
+    /// 1009. Keep it above the demultiplexer's `max_frame_size` so that
+    /// moderately large frames get an error frame instead. Default 8 MiB.
+    pub max_message_size: usize,
+    /// Initial read buffer of the WebSocket (it grows for large frames).
+    /// Default 4 KiB, instead of tungstenite's 128 KiB, so idle connections
+    /// stay cheap.
+    pub read_buffer_size: usize,
+    /// Bytes buffered before a write goes to the socket. Default 8 KiB.
+    pub write_buffer_size: usize,
+    /// Closes the connection with 1001 when triggered. Default: none.
+    pub shutdown: Option<Shutdown>,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            connect_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(5),
+            inbox_capacity: 16,
+            outbound_capacity: 64,
+            slow_client_timeout: Duration::from_secs(10),
+            max_message_size: 8 * 1024 * 1024,
+            read_buffer_size: 4 * 1024,
+            write_buffer_size: 8 * 1024,
+            shutdown: None,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// Sets [`connect_timeout`](Self::connect_timeout) (default 5 s).
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`close_timeout`](Self::close_timeout) (default 5 s).
+    #[must_use]
+    pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Sets [`inbox_capacity`](Self::inbox_capacity) (default 16).
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0.
+    #[must_use]
+    pub fn with_inbox_capacity(mut self, capacity: usize) -> Self {
+        assert!(capacity > 0, "inbox capacity must be at least 1");
+        self.inbox_capacity = capacity;
+        self
+    }
+
+    /// Sets [`outbound_capacity`](Self::outbound_capacity) (default 64).
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0.
+    #[must_use]
+    pub fn with_outbound_capacity(mut self, capacity: usize) -> Self {
+        assert!(capacity > 0, "outbound capacity must be at least 1");
+        self.outbound_capacity = capacity;
+        self
+    }
+
+    /// Sets [`slow_client_timeout`](Self::slow_client_timeout) (default 10 s).
+    #[must_use]
+    pub fn with_slow_client_timeout(mut self, timeout: Duration) -> Self {
+        self.slow_client_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_message_size`](Self::max_message_size) (default 8 MiB).
+    #[must_use]
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`read_buffer_size`](Self::read_buffer_size) (default 4 KiB).
+    #[must_use]
+    pub fn with_read_buffer_size(mut self, bytes: usize) -> Self {
+        self.read_buffer_size = bytes;
+        self
+    }
+
+    /// Sets [`write_buffer_size`](Self::write_buffer_size) (default 8 KiB).
+    #[must_use]
+    pub fn with_write_buffer_size(mut self, bytes: usize) -> Self {
+        self.write_buffer_size = bytes;
+        self
+    }
+
+    /// Sets [`shutdown`](Self::shutdown): connections close with 1001 when it triggers.
+    #[must_use]
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = Some(shutdown);
+        self
+    }
+}

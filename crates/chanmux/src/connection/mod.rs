@@ -1,0 +1,234 @@
+//! Serving one connection: the handshake, then the read loop, the writer
+//! task and the teardown.
+//!
+//! [`start`] runs the consumer's connect and waits for its answer, so an HTTP
+//! server can answer the upgrade request with 101 or with 403/500. On accept,
+//! [`Accepted::serve`] drives any [`Transport`] until the connection ends.
+
+mod config;
+mod writer;
+
+use std::fmt;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chanmux_core::close_code;
+use futures_util::{Stream, StreamExt};
+use http::StatusCode;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+pub use config::ConnectionConfig;
+
+use crate::consumer::{Decision, Event, Outbound};
+use crate::shutdown::Registration;
+use crate::transport::{Frame, Transport, TransportError};
+use crate::{ConsumerFactory, Context, Scope, Start};
+use writer::WriterEnd;
+
+/// The consumer's answer to a connection attempt.
+#[derive(Debug)]
+pub enum Handshake {
+    /// Accepted: complete the upgrade and call [`Accepted::serve`].
+    Accepted(Accepted),
+    /// Refused: answer the upgrade request with [`Refusal::status`].
+    Refused(Refusal),
+}
+
+/// Why a connection was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The consumer refused (or closed before accepting).
+    Refused,
+    /// The consumer did not answer within the connect timeout.
+    TimedOut,
+    /// The consumer failed in connect (returned an error or panicked).
+    Failed,
+}
+
+impl Refusal {
+    /// The HTTP status for the upgrade response: 403, or 500 when the consumer failed.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::Refused | Refusal::TimedOut => StatusCode::FORBIDDEN,
+            Refusal::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An accepted connection, waiting for its socket.
+pub struct Accepted {
+    subprotocol: Option<String>,
+    consumer: JoinHandle<()>,
+    inbox: mpsc::Sender<Event>,
+    outbound_tx: mpsc::Sender<Outbound>,
+    outbound: mpsc::Receiver<Outbound>,
+    config: ConnectionConfig,
+    registration: Option<Registration>,
+}
+
+/// Starts `app` for a new connection and waits (up to the connect timeout)
+/// for it to accept or refuse.
+///
+/// Must be called within a Tokio runtime: the consumer runs in its own task.
+pub async fn start(app: &dyn ConsumerFactory, scope: Scope, config: &ConnectionConfig) -> Handshake {
+    let (decision_tx, decision_rx) = oneshot::channel();
+    let (outbound_tx, outbound) = mpsc::channel(config.outbound_capacity);
+    let (inbox, inbox_rx) = mpsc::channel(config.inbox_capacity);
+    let ctx = Context::for_socket(Arc::new(scope), outbound_tx.clone(), decision_tx);
+    let consumer = tokio::spawn(app.start(Start {
+        ctx,
+        inbox: inbox_rx,
+    }));
+    let refusal = match timeout(config.connect_timeout, decision_rx).await {
+        Ok(Ok(Decision::Accept(subprotocol))) => {
+            return Handshake::Accepted(Accepted {
+                subprotocol,
+                consumer,
+                inbox,
+                outbound_tx,
+                outbound,
+                config: config.clone(),
+                registration: config.shutdown.as_ref().map(|s| s.register()),
+            });
+        }
+        Ok(Ok(Decision::Refuse)) => Refusal::Refused,
+        Ok(Ok(Decision::Fail)) | Ok(Err(_)) => Refusal::Failed,
+        Err(_) => Refusal::TimedOut,
+    };
+    // As in ASGI, a refused consumer still hears that the client is gone.
+    tokio::spawn(finish(consumer, inbox, close_code::ABNORMAL, config.close_timeout));
+    Handshake::Refused(refusal)
+}
+
+impl Accepted {
+    /// The subprotocol the consumer chose, to put in the upgrade response.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// Runs the connection over `transport` until it ends: delivers incoming
+    /// messages to the consumer, sends what it sends, and tears down (the
+    /// consumer's disconnect, bounded by the close timeout) at the end.
+    pub async fn serve<T: Transport>(self, transport: T) {
+        let Accepted {
+            consumer,
+            inbox,
+            outbound_tx,
+            outbound,
+            config,
+            mut registration,
+            ..
+        } = self;
+        let (sink, mut frames) = transport.split();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let mut writer = tokio::spawn(writer::run(
+            sink,
+            outbound,
+            stop_rx,
+            config.slow_client_timeout,
+        ));
+        let mut writer_done = false;
+        let mut shutting_down = false;
+        let code = {
+            let mut shutdown = pin!(async {
+                match registration.as_mut() {
+                    Some(r) => r.triggered().await,
+                    None => std::future::pending().await,
+                }
+            });
+            loop {
+                tokio::select! {
+                    frame = frames.next() => {
+                        let event = match frame {
+                            Some(Ok(Frame::Text(text))) => Event::Text(text),
+                            Some(Ok(Frame::Binary(data))) => Event::Binary(data),
+                            Some(Ok(Frame::Close(frame))) => {
+                                break frame.map_or(close_code::NO_STATUS, |f| f.code);
+                            }
+                            Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => continue,
+                            Some(Err(e)) => {
+                                tracing::debug!(error = %e, "transport failed");
+                                break close_code::ABNORMAL;
+                            }
+                            None => break close_code::ABNORMAL,
+                        };
+                        // Waiting here is the backpressure: a busy consumer
+                        // stops us reading, and TCP slows the client.
+                        if inbox.send(event).await.is_err() {
+                            break close_code::ABNORMAL;
+                        }
+                    }
+                    end = &mut writer => {
+                        writer_done = true;
+                        break match end {
+                            Ok(WriterEnd::Closed) => {
+                                close_reply(&mut frames, config.close_timeout).await
+                            }
+                            Ok(WriterEnd::SlowClient) => close_code::AGAIN,
+                            _ => close_code::ABNORMAL,
+                        };
+                    }
+                    () = &mut shutdown, if !shutting_down => {
+                        shutting_down = true;
+                        let close = Outbound::Close(close_code::AWAY, "server shutting down".into());
+                        if outbound_tx.send(close).await.is_err() {
+                            break close_code::AWAY;
+                        }
+                    }
+                }
+            }
+        };
+        drop(outbound_tx);
+        let _ = stop_tx.send(());
+        finish(consumer, inbox, code, config.close_timeout).await;
+        if !writer_done && timeout(config.close_timeout, &mut writer).await.is_err() {
+            writer.abort();
+        }
+        drop(registration);
+    }
+}
+
+/// After the server sent a close frame: waits for the client's reply and
+/// returns its code. Data frames that arrive meanwhile are dropped.
+async fn close_reply<S>(frames: &mut S, wait: Duration) -> u16
+where
+    S: Stream<Item = Result<Frame, TransportError>> + Unpin,
+{
+    let reply = async {
+        while let Some(frame) = frames.next().await {
+            match frame {
+                Ok(Frame::Close(frame)) => return frame.map_or(close_code::NO_STATUS, |f| f.code),
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        close_code::ABNORMAL
+    };
+    timeout(wait, reply).await.unwrap_or(close_code::ABNORMAL)
+}
+
+/// Tells the consumer the client is gone and gives it `wait` to finish;
+/// then stops it (which also stops a demultiplexer's stream consumers).
+async fn finish(mut consumer: JoinHandle<()>, inbox: mpsc::Sender<Event>, code: u16, wait: Duration) {
+    let done = async {
+        let _ = inbox.send(Event::Disconnect(code)).await;
+        drop(inbox);
+        let _ = (&mut consumer).await;
+    };
+    if timeout(wait, done).await.is_err() {
+        tracing::warn!(?wait, "consumer did not finish disconnecting in time; stopping it");
+        consumer.abort();
+    }
+}
+
+impl fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Accepted")
+            .field("subprotocol", &self.subprotocol)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,121 @@
+//! The writer task: drains the outbound queue into the socket in batches and
+//! detects a client that has stopped reading.
+
+use std::time::Duration;
+
+use chanmux_core::close_code;
+use futures_util::{Sink, SinkExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+
+use crate::consumer::Outbound;
+use crate::transport::{CloseFrame, Frame, TransportError};
+use crate::Text;
+
+/// Messages written before one flush. Batching saves a syscall per message
+/// under load and costs nothing when messages come one at a time.
+const BATCH: usize = 32;
+
+/// How long to try to tell a stuck client why it is being dropped.
+const LAST_WORDS: Duration = Duration::from_secs(1);
+
+/// Close reasons are limited to 123 bytes by RFC 6455.
+const MAX_REASON: usize = 123;
+
+/// Why the writer stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WriterEnd {
+    /// A close frame from the server went out.
+    Closed,
+    /// The connection loop asked it to stop.
+    Stopped,
+    /// A write stayed stuck past the slow-client timeout.
+    SlowClient,
+    /// The socket failed.
+    Failed,
+}
+
+pub(super) async fn run<S>(
+    mut sink: S,
+    mut outbound: mpsc::Receiver<Outbound>,
+    mut stop: oneshot::Receiver<()>,
+    slow_client: Duration,
+) -> WriterEnd
+where
+    S: Sink<Frame, Error = TransportError> + Unpin,
+{
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = &mut stop => 0,
+            received = outbound.recv_many(&mut batch, BATCH) => received,
+        };
+        if received == 0 {
+            // Flushes a pending close reply, if the client closed first.
+            let _ = timeout(LAST_WORDS, sink.close()).await;
+            return WriterEnd::Stopped;
+        }
+        match timeout(slow_client, write_batch(&mut sink, &mut batch)).await {
+            Ok(Ok(false)) => {}
+            Ok(Ok(true)) => return WriterEnd::Closed,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "write failed");
+                return WriterEnd::Failed;
+            }
+            Err(_) => {
+                tracing::warn!(?slow_client, "client stopped reading; disconnecting it");
+                let close = CloseFrame::new(close_code::AGAIN, "slow client");
+                let _ = timeout(LAST_WORDS, sink.send(Frame::Close(Some(close)))).await;
+                return WriterEnd::SlowClient;
+            }
+        }
+    }
+}
+
+/// Writes `batch` and flushes; returns whether a close frame went out (what
+/// followed it is dropped).
+async fn write_batch<S>(sink: &mut S, batch: &mut Vec<Outbound>) -> Result<bool, TransportError>
+where
+    S: Sink<Frame, Error = TransportError> + Unpin,
+{
+    for message in batch.drain(..) {
+        let frame = match message {
+            Outbound::Text(text) => Frame::Text(Text::from(text)),
+            Outbound::Binary(data) => Frame::Binary(data),
+            Outbound::Close(code, mut reason) => {
+                truncate_reason(&mut reason);
+                sink.send(Frame::Close(Some(CloseFrame { code, reason }))).await?;
+                return Ok(true);
+            }
+        };
+        sink.feed(frame).await?;
+    }
+    sink.flush().await?;
+    Ok(false)
+}
+
+fn truncate_reason(reason: &mut String) {
+    if reason.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_reasons_are_cut_on_a_char_boundary() {
+        let mut reason = "é".repeat(100);
+        truncate_reason(&mut reason);
+        assert_eq!(reason.len(), 122);
+        let mut short = "bye".to_owned();
+        truncate_reason(&mut short);
+        assert_eq!(short, "bye");
+    }
+}

@@ -1,0 +1,377 @@
+//! [`Context`]: a consumer's handle on its socket.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chanmux_core::{StreamPrefix, close_code};
+use serde::Serialize;
+use serde::de::IgnoredAny;
+use tokio::sync::{mpsc, oneshot};
+
+use super::runner::Failure;
+use crate::demultiplexer::Shared;
+use crate::{AcceptError, Scope, SendError, Text};
+
+// Lifecycle states of one consumer. Moves only forward.
+const PENDING: u8 = 0;
+const ACCEPTED: u8 = 1;
+const REFUSED: u8 = 2;
+const CLOSED: u8 = 3;
+const FAILED: u8 = 4;
+
+/// A consumer's handle on the socket: accept, refuse, send, close.
+///
+/// Inside a demultiplexer the same calls act on the consumer's stream: sends
+/// are wrapped in `{"stream": ..., "payload": ...}`, and closing closes the
+/// stream (the socket closes when its last accepting stream does).
+///
+/// Cheap to clone; a clone can be moved into a task to send later.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    scope: Arc<Scope>,
+    state: AtomicU8,
+    link: Link,
+}
+
+/// Where the consumer's messages go.
+enum Link {
+    /// Straight to the socket.
+    Socket(SocketLink),
+    /// Through a demultiplexer, as stream `name`.
+    Stream(StreamLink),
+}
+
+struct SocketLink {
+    outbound: mpsc::Sender<Outbound>,
+    /// Taken by the first accept, refuse or failure.
+    handshake: Mutex<Option<oneshot::Sender<Decision>>>,
+}
+
+struct StreamLink {
+    name: Arc<str>,
+    prefix: StreamPrefix,
+    demux: Arc<Shared>,
+}
+
+/// What the connection's writer sends, in order.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Text(String),
+    Binary(Bytes),
+    Close(u16, String),
+}
+
+/// How a consumer answered the handshake.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    Accept(Option<String>),
+    Refuse,
+    Fail,
+}
+
+/// How a stream that never accepted ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unaccepted {
+    Refused,
+    Failed,
+}
+
+impl Context {
+    pub(crate) fn for_socket(
+        scope: Arc<Scope>,
+        outbound: mpsc::Sender<Outbound>,
+        handshake: oneshot::Sender<Decision>,
+    ) -> Self {
+        Context::new(
+            scope,
+            Link::Socket(SocketLink {
+                outbound,
+                handshake: Mutex::new(Some(handshake)),
+            }),
+        )
+    }
+
+    pub(crate) fn for_stream(name: Arc<str>, demux: Arc<Shared>) -> Self {
+        let scope = demux.parent().inner.scope.clone();
+        Context::new(
+            scope,
+            Link::Stream(StreamLink {
+                prefix: StreamPrefix::new(&name),
+                name,
+                demux,
+            }),
+        )
+    }
+
+    fn new(scope: Arc<Scope>, link: Link) -> Self {
+        Context {
+            inner: Arc::new(Inner {
+                scope,
+                state: AtomicU8::new(PENDING),
+                link,
+            }),
+        }
+    }
+
+    /// The connection's scope: path, headers, addresses, extensions.
+    pub fn scope(&self) -> &Scope {
+        &self.inner.scope
+    }
+
+    /// The stream this consumer serves, or `None` when it owns the whole socket.
+    pub fn stream(&self) -> Option<&str> {
+        match &self.inner.link {
+            Link::Socket(_) => None,
+            Link::Stream(link) => Some(&link.name),
+        }
+    }
+
+    /// Whether the consumer has accepted and not closed.
+    pub fn is_accepted(&self) -> bool {
+        self.state() == ACCEPTED
+    }
+
+    fn state(&self) -> u8 {
+        self.inner.state.load(Ordering::Acquire)
+    }
+
+    fn advance(&self, from: u8, to: u8) -> bool {
+        self.inner
+            .state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Accepts the connection (or, in a demultiplexer, starts this stream).
+    ///
+    /// Returns once the accept has taken effect, so what is sent next follows
+    /// it. Accepting twice is harmless.
+    ///
+    /// # Errors
+    ///
+    /// [`AcceptError::Closed`] after a refusal or close, or once the handshake
+    /// is over (connect timeout, client gone).
+    pub async fn accept(&self) -> Result<(), AcceptError> {
+        self.accept_with(None).await
+    }
+
+    /// Accepts and selects `protocol` as the WebSocket subprotocol.
+    ///
+    /// Inside a demultiplexer the socket is accepted by the first stream to
+    /// accept, with that stream's choice.
+    ///
+    /// # Errors
+    ///
+    /// [`AcceptError::UnknownSubprotocol`] when the client did not offer
+    /// `protocol`; otherwise as [`accept`](Context::accept).
+    pub async fn accept_subprotocol(&self, protocol: &str) -> Result<(), AcceptError> {
+        if !self.scope().subprotocols.iter().any(|p| p == protocol) {
+            return Err(AcceptError::UnknownSubprotocol(protocol.to_owned()));
+        }
+        self.accept_with(Some(protocol.to_owned())).await
+    }
+
+    pub(crate) async fn accept_with(&self, protocol: Option<String>) -> Result<(), AcceptError> {
+        if !self.advance(PENDING, ACCEPTED) {
+            return match self.state() {
+                ACCEPTED => Ok(()),
+                _ => Err(AcceptError::Closed),
+            };
+        }
+        let accepted = match &self.inner.link {
+            Link::Socket(link) => link.decide(Decision::Accept(protocol)),
+            Link::Stream(link) => link.demux.stream_accepted(protocol).await,
+        };
+        if accepted.is_err() {
+            self.inner.state.store(CLOSED, Ordering::Release);
+        }
+        accepted
+    }
+
+    /// Refuses the connection (HTTP 403), or in a demultiplexer this stream.
+    ///
+    /// Has no effect once the consumer has accepted; use
+    /// [`close`](Context::close) then.
+    pub fn refuse(&self) {
+        if self.advance(PENDING, REFUSED) {
+            self.settle_unaccepted(Unaccepted::Refused);
+        }
+    }
+
+    fn settle_unaccepted(&self, how: Unaccepted) {
+        match &self.inner.link {
+            Link::Socket(link) => {
+                let decision = match how {
+                    Unaccepted::Refused => Decision::Refuse,
+                    Unaccepted::Failed => Decision::Fail,
+                };
+                // The handshake may be over already; then there is nobody to tell.
+                let _ = link.decide(decision);
+            }
+            Link::Stream(link) => link.demux.stream_unaccepted(how),
+        }
+    }
+
+    /// Sends a text message.
+    ///
+    /// Inside a demultiplexer the text must be one JSON value; it goes out as
+    /// the `payload` of an envelope, without being re-serialised. A payload
+    /// received from the client is known to be JSON and is not checked again.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::NotAccepted`] before accepting, [`SendError::Closed`]
+    /// after a close or disconnect, [`SendError::NotJson`] for non-JSON text
+    /// on a stream.
+    ///
+    /// # Cancel safety
+    ///
+    /// Waits for room in the connection's bounded outbound queue; cancelling
+    /// the wait sends nothing.
+    pub async fn send_text(&self, text: impl Into<Text>) -> Result<(), SendError> {
+        let mut text = text.into();
+        let mut ctx = self;
+        // Walk up through nested demultiplexers, wrapping once per level.
+        loop {
+            ctx.check_sendable()?;
+            match &ctx.inner.link {
+                Link::Socket(link) => return link.send(Outbound::Text(text.into_string())).await,
+                Link::Stream(link) => {
+                    if !text.is_known_json() {
+                        serde_json::from_str::<IgnoredAny>(text.as_str())
+                            .map_err(|e| SendError::NotJson(e.to_string()))?;
+                    }
+                    text = Text::known_json(link.prefix.wrap(text.as_str()));
+                    ctx = link.demux.parent();
+                }
+            }
+        }
+    }
+
+    /// Serialises `value` and sends it as text (see [`send_text`](Context::send_text)).
+    ///
+    /// # Errors
+    ///
+    /// As [`send_text`](Context::send_text); [`SendError::NotJson`] if `value`
+    /// cannot be serialised.
+    pub async fn send_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), SendError> {
+        let text = serde_json::to_string(value).map_err(|e| SendError::NotJson(e.to_string()))?;
+        self.send_text(Text::known_json(text)).await
+    }
+
+    /// Sends a binary message.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_text`](Context::send_text); [`SendError::BinaryNotSupported`]
+    /// on a stream of a demultiplexer.
+    pub async fn send_binary(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
+        self.check_sendable()?;
+        match &self.inner.link {
+            Link::Socket(link) => link.send(Outbound::Binary(data.into())).await,
+            Link::Stream(_) => Err(SendError::BinaryNotSupported),
+        }
+    }
+
+    fn check_sendable(&self) -> Result<(), SendError> {
+        match self.state() {
+            ACCEPTED => Ok(()),
+            PENDING => Err(SendError::NotAccepted),
+            _ => Err(SendError::Closed),
+        }
+    }
+
+    /// Closes with code 1000 (normal).
+    ///
+    /// # Errors
+    ///
+    /// As [`close_with`](Context::close_with).
+    pub async fn close(&self) -> Result<(), SendError> {
+        self.close_with(close_code::NORMAL, "").await
+    }
+
+    /// Closes with `code` and `reason`. Before accepting, this refuses.
+    ///
+    /// On a stream of a demultiplexer the stream stops receiving; the socket
+    /// closes with this code when no accepting stream remains. Closing twice
+    /// is harmless.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] when the client is already gone.
+    pub async fn close_with(&self, code: u16, reason: impl Into<String>) -> Result<(), SendError> {
+        if self.state() == PENDING {
+            self.refuse();
+            return Ok(());
+        }
+        if !self.advance(ACCEPTED, CLOSED) {
+            return Ok(());
+        }
+        match &self.inner.link {
+            Link::Socket(link) => link.send(Outbound::Close(code, reason.into())).await,
+            Link::Stream(link) => {
+                link.demux.stream_closed(code, reason.into()).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Contains a failed handler: logs it and closes (or refuses) the consumer.
+    pub(crate) async fn fail(&self, failure: Failure) {
+        let stream = self.stream().unwrap_or("");
+        tracing::error!(stream, path = %self.scope().path, %failure, "consumer failed; closing it");
+        if self.advance(PENDING, FAILED) {
+            self.settle_unaccepted(Unaccepted::Failed);
+        } else if self.state() == ACCEPTED {
+            let _ = self.close_with(close_code::ERROR, "consumer error").await;
+        }
+    }
+
+    /// Settles a consumer that could not accept because everything under it
+    /// failed (a demultiplexer whose streams all failed in connect).
+    pub(crate) fn fail_unaccepted(&self) {
+        if self.advance(PENDING, FAILED) {
+            self.settle_unaccepted(Unaccepted::Failed);
+        }
+    }
+
+    /// The client is gone: later sends fail fast with [`SendError::Closed`].
+    pub(crate) fn mark_disconnected(&self) {
+        let _ = self.advance(ACCEPTED, CLOSED) || self.advance(PENDING, CLOSED);
+    }
+}
+
+impl SocketLink {
+    fn decide(&self, decision: Decision) -> Result<(), AcceptError> {
+        let sender = self
+            .handshake
+            .lock()
+            .expect("handshake lock is never held across a panic")
+            .take()
+            .ok_or(AcceptError::Closed)?;
+        sender.send(decision).map_err(|_| AcceptError::Closed)
+    }
+
+    async fn send(&self, message: Outbound) -> Result<(), SendError> {
+        self.outbound
+            .send(message)
+            .await
+            .map_err(|_| SendError::Closed)
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("path", &self.scope().path)
+            .field("stream", &self.stream())
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}

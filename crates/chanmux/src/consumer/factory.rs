@@ -1,0 +1,55 @@
+//! [`ConsumerFactory`]: makes a fresh consumer for each connection or stream.
+
+use std::fmt;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use super::{Event, runner};
+use crate::{Consumer, Context, Scope};
+
+/// Makes one consumer per connection (or per stream per connection) and runs it.
+///
+/// Implemented for closures `Fn() -> impl Consumer`, for
+/// [`Demultiplexer`](crate::Demultiplexer) and for
+/// [`PathRouter`](crate::PathRouter); implement it yourself to pick a
+/// consumer from the [`Scope`] (call [`Start::run`] with your choice).
+pub trait ConsumerFactory: Send + Sync + 'static {
+    /// Makes a consumer for the connection described by `start` and returns
+    /// the future that runs its whole lifecycle.
+    fn start(&self, start: Start) -> BoxFuture<'static, ()>;
+}
+
+impl<F, C> ConsumerFactory for F
+where
+    F: Fn() -> C + Send + Sync + 'static,
+    C: Consumer,
+{
+    fn start(&self, start: Start) -> BoxFuture<'static, ()> {
+        start.run(self())
+    }
+}
+
+/// What a [`ConsumerFactory`] gets to start one consumer: its context and inbox.
+pub struct Start {
+    pub(crate) ctx: Context,
+    pub(crate) inbox: mpsc::Receiver<Event>,
+}
+
+impl Start {
+    /// The connection's scope, to choose a consumer by.
+    pub fn scope(&self) -> &Scope {
+        self.ctx.scope()
+    }
+
+    /// Runs `consumer` for this connection or stream.
+    pub fn run<C: Consumer>(self, consumer: C) -> BoxFuture<'static, ()> {
+        Box::pin(runner::run(consumer, self.ctx, self.inbox))
+    }
+}
+
+impl fmt::Debug for Start {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Start").field("ctx", &self.ctx).finish_non_exhaustive()
+    }
+}

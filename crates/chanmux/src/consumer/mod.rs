@@ -1,0 +1,102 @@
+//! Consumers: the objects that serve a connection or one stream of it.
+//!
+//! A consumer is written as if it owned the socket. Its lifecycle:
+//!
+//! 1. [`connect`](Consumer::connect) — accept with [`Context::accept`], refuse
+//!    with [`Context::refuse`], or do neither yet (a clone of the context may
+//!    accept later; the connection's connect timeout bounds the wait).
+//! 2. [`receive_text`](Consumer::receive_text) /
+//!    [`receive_binary`](Consumer::receive_binary) — one call at a time, in
+//!    arrival order, only while accepted and not closed.
+//! 3. [`disconnect`](Consumer::disconnect) — the client went away, with its
+//!    close code. It is the last call; it is cut off after the close timeout.
+//!
+//! A handler that returns an error or panics is contained: it is logged, its
+//! stream is closed and other streams and connections go on.
+
+mod context;
+mod factory;
+mod json;
+pub(crate) mod runner;
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+pub use context::Context;
+pub(crate) use context::{Decision, Outbound, Unaccepted};
+pub use factory::{ConsumerFactory, Start};
+pub use json::JsonConsumer;
+
+use crate::{BoxError, Text};
+
+/// Serves one connection, or one stream of a demultiplexed connection.
+///
+/// One instance is made per connection (per stream) by a
+/// [`ConsumerFactory`], usually a closure `|| MyConsumer::default()`, so its
+/// fields are per-connection state. Every method has a default: connect
+/// accepts, messages are ignored.
+///
+/// ```
+/// use chanmux::{BoxError, Consumer, Context, Text};
+///
+/// /// Replies with whatever it receives.
+/// struct Echo;
+///
+/// impl Consumer for Echo {
+///     async fn receive_text(&mut self, ctx: &Context, text: Text) -> Result<(), BoxError> {
+///         ctx.send_text(text).await?;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Consumer: Send + 'static {
+    /// The client connected. The default accepts.
+    ///
+    /// Returning an error (or panicking) before accepting refuses the
+    /// connection with HTTP 500 (a stream of a demultiplexer is refused).
+    fn connect(&mut self, ctx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        async move {
+            ctx.accept().await?;
+            Ok(())
+        }
+    }
+
+    /// A text message arrived (for a stream: its payload, as raw JSON text).
+    fn receive_text(
+        &mut self,
+        ctx: &Context,
+        text: Text,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = (ctx, text);
+        async { Ok(()) }
+    }
+
+    /// A binary message arrived. Streams of a demultiplexer never get these.
+    fn receive_binary(
+        &mut self,
+        ctx: &Context,
+        data: Bytes,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = (ctx, data);
+        async { Ok(()) }
+    }
+
+    /// The client disconnected with `code`. Nothing can be sent any more.
+    fn disconnect(
+        &mut self,
+        ctx: &Context,
+        code: u16,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = (ctx, code);
+        async { Ok(()) }
+    }
+}
+
+/// What the connection delivers to a consumer's inbox.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Text(Text),
+    Binary(Bytes),
+    Disconnect(u16),
+}

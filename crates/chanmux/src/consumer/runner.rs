@@ -1,0 +1,81 @@
+//! Runs one consumer: its lifecycle over an inbox, with every handler call
+//! guarded so an error or a panic closes this consumer only.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use chanmux_core::close_code;
+use futures_util::FutureExt;
+use tokio::sync::mpsc;
+
+use super::Event;
+use crate::{BoxError, Consumer, Context};
+
+/// How a handler failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Error(BoxError),
+    Panic(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Error(e) => write!(f, "error: {e}"),
+            Failure::Panic(msg) => write!(f, "panic: {msg}"),
+        }
+    }
+}
+
+/// Awaits a handler, turning an error or a panic into a [`Failure`].
+async fn guarded(handler: impl Future<Output = Result<(), BoxError>>) -> Result<(), Failure> {
+    match AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Failure::Error(e)),
+        Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Drives `consumer` until it disconnects or fails.
+///
+/// A consumer that fails is not called again: its inbox is dropped, so the
+/// demultiplexer sees the stream gone.
+pub(crate) async fn run<C: Consumer>(
+    mut consumer: C,
+    ctx: Context,
+    mut inbox: mpsc::Receiver<Event>,
+) {
+    if let Err(failure) = guarded(consumer.connect(&ctx)).await {
+        ctx.fail(failure).await;
+        return;
+    }
+    let code = loop {
+        let outcome = match inbox.recv().await {
+            Some(Event::Text(text)) => guarded(consumer.receive_text(&ctx, text)).await,
+            Some(Event::Binary(data)) => guarded(consumer.receive_binary(&ctx, data)).await,
+            Some(Event::Disconnect(code)) => break code,
+            // The connection went away without a word (its task was dropped).
+            None => break close_code::ABNORMAL,
+        };
+        if let Err(failure) = outcome {
+            ctx.fail(failure).await;
+            return;
+        }
+    };
+    ctx.mark_disconnected();
+    if let Err(failure) = guarded(consumer.disconnect(&ctx, code)).await {
+        tracing::warn!(stream = ctx.stream().unwrap_or(""), %failure, "disconnect handler failed");
+    }
+}

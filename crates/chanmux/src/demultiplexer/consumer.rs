@@ -1,0 +1,143 @@
+//! The per-connection side of a [`Demultiplexer`](super::Demultiplexer): it
+//! starts the stream consumers, routes each frame and contains bad input.
+
+use std::sync::Arc;
+
+use chanmux_core::{Envelope, ErrorCode, close_code, error_frame};
+use futures_util::future::join_all;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::task::JoinSet;
+
+use super::{Shared, Spec};
+use crate::consumer::Event;
+use crate::{BoxError, Consumer, Context, Start, Text};
+
+pub(super) struct DemuxConsumer {
+    spec: Arc<Spec>,
+    streams: Vec<Slot>,
+    shared: Option<Arc<Shared>>,
+    /// Owns the stream tasks: dropping the demultiplexer aborts them.
+    tasks: JoinSet<()>,
+}
+
+struct Slot {
+    ctx: Context,
+    inbox: mpsc::Sender<Event>,
+}
+
+impl DemuxConsumer {
+    pub(super) fn new(spec: Arc<Spec>) -> Self {
+        DemuxConsumer {
+            spec,
+            streams: Vec::new(),
+            shared: None,
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Answers a frame that cannot be delivered: an error frame, or in strict
+    /// mode a 1008 close.
+    async fn reject(&self, ctx: &Context, code: ErrorCode, message: &str, stream: Option<&str>) {
+        tracing::debug!(%code, message, stream, "rejected frame");
+        // A send error means the client is gone; there is no one to tell.
+        let _ = if self.spec.config.strict {
+            ctx.close_with(close_code::POLICY, code.as_str()).await
+        } else {
+            let frame = error_frame(code, message, stream);
+            ctx.send_text(Text::known_json(frame)).await
+        };
+    }
+}
+
+impl Consumer for DemuxConsumer {
+    async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
+        let total = self.spec.names.len();
+        if total == 0 {
+            ctx.refuse();
+            return Ok(());
+        }
+        let shared = Arc::new(Shared::new(ctx.clone(), total));
+        for (name, factory) in self.spec.names.iter().zip(&self.spec.factories) {
+            let (inbox, inbox_rx) = mpsc::channel(self.spec.config.stream_queue_capacity);
+            let child = Context::for_stream(name.clone(), shared.clone());
+            self.streams.push(Slot {
+                ctx: child.clone(),
+                inbox,
+            });
+            self.tasks.spawn(factory.start(Start {
+                ctx: child,
+                inbox: inbox_rx,
+            }));
+        }
+        // The socket is accepted by the first stream that accepts (see Shared).
+        self.shared = Some(shared);
+        Ok(())
+    }
+
+    async fn receive_text(&mut self, ctx: &Context, text: Text) -> Result<(), BoxError> {
+        let max = self.spec.config.max_frame_size;
+        if text.len() > max {
+            let message = format!("frame of {} bytes exceeds the limit of {max} bytes", text.len());
+            self.reject(ctx, ErrorCode::FrameTooLarge, &message, None).await;
+            return Ok(());
+        }
+        let (index, range) = match Envelope::parse(text.as_str()) {
+            Ok(envelope) => match self.spec.index.get(envelope.stream()) {
+                Some(&index) => (index, envelope.payload_range(text.as_str())),
+                None => {
+                    let stream = envelope.stream();
+                    let message = format!("no stream named {stream:?}");
+                    self.reject(ctx, ErrorCode::UnknownStream, &message, Some(stream)).await;
+                    return Ok(());
+                }
+            },
+            Err(e) => {
+                self.reject(ctx, e.code(), &e.to_string(), e.stream()).await;
+                return Ok(());
+            }
+        };
+        let slot = &self.streams[index];
+        let refusal = if !slot.ctx.is_accepted() {
+            ErrorCode::StreamNotAccepting
+        } else {
+            match slot.inbox.try_send(Event::Text(text.json_slice(range))) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(_)) => ErrorCode::StreamOverloaded,
+                Err(TrySendError::Closed(_)) => ErrorCode::StreamNotAccepting,
+            }
+        };
+        let name = &self.spec.names[index];
+        let message = match refusal {
+            ErrorCode::StreamOverloaded => format!("stream {name:?} is overloaded; frame dropped"),
+            _ => format!("stream {name:?} is not accepting frames"),
+        };
+        self.reject(ctx, refusal, &message, Some(name)).await;
+        Ok(())
+    }
+
+    async fn receive_binary(
+        &mut self,
+        ctx: &Context,
+        _data: bytes::Bytes,
+    ) -> Result<(), BoxError> {
+        let message = "binary frames are not supported; send JSON text";
+        self.reject(ctx, ErrorCode::BinaryNotSupported, message, None).await;
+        Ok(())
+    }
+
+    async fn disconnect(&mut self, _ctx: &Context, code: u16) -> Result<(), BoxError> {
+        if let Some(shared) = &self.shared {
+            shared.start_disconnecting();
+        }
+        // Every stream hears of it at once; a full queue delays only its own
+        // stream. The connection's close timeout bounds the whole wait.
+        join_all(
+            self.streams
+                .iter()
+                .map(|slot| slot.inbox.send(Event::Disconnect(code))),
+        )
+        .await;
+        while self.tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}

@@ -1,0 +1,230 @@
+//! The [`Demultiplexer`]: one consumer per stream on a single socket.
+//!
+//! Itself a [`ConsumerFactory`], so it mounts wherever a consumer does (on an
+//! axum route, in a [`Communicator`](crate::testing::Communicator), or as a
+//! stream of another demultiplexer). Semantics follow Django Channels'
+//! `channelsmultiplexer`, except that bad input gets an error frame instead of
+//! killing the connection; see the crate docs for the full list.
+
+mod consumer;
+mod shared;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+pub(crate) use shared::Shared;
+
+use crate::{ConsumerFactory, Start};
+use consumer::DemuxConsumer;
+
+/// Routes `{"stream", "payload"}` frames to one consumer per stream.
+///
+/// Cheap to clone. Build it with [`builder`](Demultiplexer::builder) or from a
+/// type that lists its streams with [`from_streams`](Demultiplexer::from_streams).
+///
+/// ```
+/// use chanmux::{BoxError, Consumer, Context, Demultiplexer, Text};
+///
+/// struct Echo;
+/// impl Consumer for Echo {
+///     async fn receive_text(&mut self, ctx: &Context, text: Text) -> Result<(), BoxError> {
+///         Ok(ctx.send_text(text).await?)
+///     }
+/// }
+///
+/// let demux = Demultiplexer::builder()
+///     .stream("echostream", || Echo)
+///     .max_frame_size(64 * 1024)
+///     .build();
+/// assert_eq!(demux.stream_names().collect::<Vec<_>>(), ["echostream"]);
+/// ```
+#[derive(Clone)]
+pub struct Demultiplexer {
+    spec: Arc<Spec>,
+}
+
+/// The streams and settings shared by every connection of one demultiplexer.
+struct Spec {
+    names: Vec<Arc<str>>,
+    factories: Vec<Arc<dyn ConsumerFactory>>,
+    index: HashMap<Box<str>, usize>,
+    config: DemultiplexerConfig,
+}
+
+/// Settings of a [`Demultiplexer`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DemultiplexerConfig {
+    /// Largest text frame that is parsed; larger ones get `frame_too_large`.
+    /// Default 1 MiB.
+    pub max_frame_size: usize,
+    /// Frames queued per stream while its consumer is busy; beyond that a
+    /// frame gets `stream_overloaded`. Default 64.
+    pub stream_queue_capacity: usize,
+    /// Close the socket with 1008 (reason: the error code) on bad input
+    /// instead of replying with an error frame. Default `false`.
+    pub strict: bool,
+}
+
+impl Default for DemultiplexerConfig {
+    fn default() -> Self {
+        DemultiplexerConfig {
+            max_frame_size: 1024 * 1024,
+            stream_queue_capacity: 64,
+            strict: false,
+        }
+    }
+}
+
+/// Builds a [`Demultiplexer`]; see [`Demultiplexer::builder`].
+#[must_use]
+pub struct DemultiplexerBuilder {
+    names: Vec<Arc<str>>,
+    factories: Vec<Arc<dyn ConsumerFactory>>,
+    config: DemultiplexerConfig,
+}
+
+/// A type that lists its streams, like a Python subclass with `applications = {...}`.
+///
+/// ```
+/// use chanmux::{Consumer, Demultiplexer, DemultiplexerBuilder, Streams};
+///
+/// struct Quiet;
+/// impl Consumer for Quiet {}
+///
+/// struct MyStreams;
+/// impl Streams for MyStreams {
+///     fn streams(&self, builder: DemultiplexerBuilder) -> DemultiplexerBuilder {
+///         builder.stream("quiet", || Quiet)
+///     }
+/// }
+///
+/// let demux = Demultiplexer::from_streams(MyStreams);
+/// assert_eq!(demux.stream_names().count(), 1);
+/// ```
+pub trait Streams {
+    /// Adds this type's streams (and any settings) to `builder`.
+    fn streams(&self, builder: DemultiplexerBuilder) -> DemultiplexerBuilder;
+}
+
+impl Demultiplexer {
+    /// Starts a builder with no streams and default settings.
+    pub fn builder() -> DemultiplexerBuilder {
+        DemultiplexerBuilder {
+            names: Vec::new(),
+            factories: Vec::new(),
+            config: DemultiplexerConfig::default(),
+        }
+    }
+
+    /// Builds a demultiplexer from a type that lists its streams.
+    pub fn from_streams(streams: impl Streams) -> Self {
+        streams.streams(Demultiplexer::builder()).build()
+    }
+
+    /// The stream names, in the order they were added.
+    pub fn stream_names(&self) -> impl Iterator<Item = &str> {
+        self.spec.names.iter().map(|n| &**n)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DemultiplexerConfig {
+        &self.spec.config
+    }
+}
+
+impl DemultiplexerBuilder {
+    /// Serves stream `name` with consumers made by `factory` (for example
+    /// `|| Echo`, a [`PathRouter`](crate::PathRouter) or another demultiplexer).
+    ///
+    /// # Panics
+    ///
+    /// If `name` was already added.
+    pub fn stream(mut self, name: &str, factory: impl ConsumerFactory) -> Self {
+        assert!(
+            !self.names.iter().any(|n| &**n == name),
+            "stream {name:?} is added twice"
+        );
+        self.names.push(name.into());
+        self.factories.push(Arc::new(factory));
+        self
+    }
+
+    /// Largest text frame that is parsed (default 1 MiB); larger frames get a
+    /// `frame_too_large` error frame.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.max_frame_size = bytes;
+        self
+    }
+
+    /// Frames queued per stream while its consumer is busy (default 64);
+    /// a frame beyond that gets `stream_overloaded`.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0.
+    pub fn stream_queue_capacity(mut self, capacity: usize) -> Self {
+        assert!(capacity > 0, "stream queue capacity must be at least 1");
+        self.config.stream_queue_capacity = capacity;
+        self
+    }
+
+    /// On bad input, close the socket with 1008 and the error code as the
+    /// reason instead of replying with an error frame (default `false`).
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.config.strict = strict;
+        self
+    }
+
+    /// Replaces all settings at once.
+    pub fn config(mut self, config: DemultiplexerConfig) -> Self {
+        assert!(config.stream_queue_capacity > 0, "stream queue capacity must be at least 1");
+        self.config = config;
+        self
+    }
+
+    /// Finishes the demultiplexer.
+    pub fn build(self) -> Demultiplexer {
+        let index = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (Box::from(&**name), i))
+            .collect();
+        Demultiplexer {
+            spec: Arc::new(Spec {
+                names: self.names,
+                factories: self.factories,
+                index,
+                config: self.config,
+            }),
+        }
+    }
+}
+
+impl ConsumerFactory for Demultiplexer {
+    fn start(&self, start: Start) -> BoxFuture<'static, ()> {
+        start.run(DemuxConsumer::new(self.spec.clone()))
+    }
+}
+
+impl fmt::Debug for Demultiplexer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Demultiplexer")
+            .field("streams", &self.spec.names)
+            .field("config", &self.spec.config)
+            .finish()
+    }
+}
+
+impl fmt::Debug for DemultiplexerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DemultiplexerBuilder")
+            .field("streams", &self.names)
+            .field("config", &self.config)
+            .finish()
+    }
+}

@@ -1,0 +1,65 @@
+//! The socket seen as frames: anything that is a `Stream` and a `Sink` of
+//! [`Frame`]s can carry a connection.
+//!
+//! This one abstraction makes the axum adapter, the in-process
+//! [`Communicator`](crate::testing::Communicator) and any other WebSocket
+//! library the same code path.
+
+use bytes::Bytes;
+use futures_util::{Sink, Stream};
+
+use crate::Text;
+
+/// One WebSocket message as the connection loop sees it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Frame {
+    /// A text message.
+    Text(Text),
+    /// A binary message.
+    Binary(Bytes),
+    /// A ping; the WebSocket library answers it.
+    Ping(Bytes),
+    /// A pong.
+    Pong(Bytes),
+    /// A close message, with its code and reason when it has one.
+    Close(Option<CloseFrame>),
+}
+
+/// The code and reason of a close message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame {
+    /// Close code (see [`close_code`](crate::close_code)).
+    pub code: u16,
+    /// Human-readable reason; at most 123 bytes on the wire.
+    pub reason: String,
+}
+
+impl CloseFrame {
+    /// A close frame with `code` and `reason`.
+    pub fn new(code: u16, reason: impl Into<String>) -> Self {
+        CloseFrame {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The underlying socket failed.
+#[derive(Debug, thiserror::Error)]
+#[error("transport error: {0}")]
+pub struct TransportError(#[source] pub crate::BoxError);
+
+/// A bidirectional WebSocket: a stream of received frames and a sink for frames to send.
+pub trait Transport:
+    Stream<Item = Result<Frame, TransportError>> + Sink<Frame, Error = TransportError> + Send + 'static
+{
+}
+
+impl<T> Transport for T where
+    T: Stream<Item = Result<Frame, TransportError>>
+        + Sink<Frame, Error = TransportError>
+        + Send
+        + 'static
+{
+}
