@@ -15,7 +15,6 @@ use crate::{BoxError, Consumer, Context, Start, Text};
 pub(super) struct DemuxConsumer {
     spec: Arc<Spec>,
     streams: Vec<Slot>,
-    shared: Option<Arc<Shared>>,
     /// Owns the stream tasks: dropping the demultiplexer aborts them.
     tasks: JoinSet<()>,
 }
@@ -30,7 +29,6 @@ impl DemuxConsumer {
         DemuxConsumer {
             spec,
             streams: Vec::new(),
-            shared: None,
             tasks: JoinSet::new(),
         }
     }
@@ -70,7 +68,6 @@ impl Consumer for DemuxConsumer {
             }));
         }
         // The socket is accepted by the first stream that accepts (see Shared).
-        self.shared = Some(shared);
         Ok(())
     }
 
@@ -126,9 +123,6 @@ impl Consumer for DemuxConsumer {
     }
 
     async fn disconnect(&mut self, _ctx: &Context, code: u16) -> Result<(), BoxError> {
-        if let Some(shared) = &self.shared {
-            shared.start_disconnecting();
-        }
         // Every stream hears of it at once; a full queue delays only its own
         // stream. The connection's close timeout bounds the whole wait.
         join_all(

@@ -2,7 +2,6 @@
 //! has accepted, and when the socket must accept, refuse or close.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::OnceCell;
 
@@ -15,8 +14,6 @@ pub(crate) struct Shared {
     /// Set once the first stream accepted and the parent accepted in turn.
     parent_accepted: OnceCell<()>,
     counts: Mutex<Counts>,
-    /// The client is disconnecting: a stream closing must not close the socket.
-    disconnecting: AtomicBool,
 }
 
 struct Counts {
@@ -37,7 +34,6 @@ impl Shared {
                 failed: 0,
                 total,
             }),
-            disconnecting: AtomicBool::new(false),
         }
     }
 
@@ -87,19 +83,16 @@ impl Shared {
     }
 
     /// An accepted stream closed; the socket closes with its code when it was
-    /// the last accepting stream, unless the client is already leaving.
+    /// the last accepting stream. Once the client is leaving, the parent is
+    /// already marked disconnected and that close does nothing.
     pub(crate) async fn stream_closed(&self, code: u16, reason: String) {
         let last = {
             let mut counts = self.counts();
             counts.open -= 1;
             counts.open == 0
         };
-        if last && !self.disconnecting.load(Ordering::Acquire) {
+        if last {
             let _ = Box::pin(self.parent.close_with(code, reason)).await;
         }
-    }
-
-    pub(crate) fn start_disconnecting(&self) {
-        self.disconnecting.store(true, Ordering::Release);
     }
 }

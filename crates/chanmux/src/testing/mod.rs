@@ -1,0 +1,8 @@
+//! Test helpers for consumers, enabled by the `test-util` feature.
+//!
+//! [`Communicator`] drives any consumer in process, with no socket and no
+//! HTTP, through the same connection code that serves real sockets.
+
+mod communicator;
+
+pub use communicator::{Communicator, ConnectOutcome, Output, ReceiveError};

@@ -1,0 +1,99 @@
+//! Invalid frames get an error frame and lose nothing else (3g, 3k); strict
+//! mode closes with 1008 instead.
+
+use chanmux::testing::Communicator;
+use chanmux::transport::CloseFrame;
+use chanmux::Demultiplexer;
+use serde_json::json;
+
+use crate::support::*;
+
+fn demux() -> Demultiplexer {
+    Demultiplexer::builder()
+        .stream("echostream", || Echo)
+        .stream("neveraccept", || NeverAccept)
+        .max_frame_size(1024)
+        .build()
+}
+
+/// Each bad frame with the code and stream it must get back.
+const BAD_FRAMES: &[(&str, &str, Option<&str>)] = &[
+    ("not json", "invalid_json", None),
+    (r#"{"stream": "echostream", "payload": NaN}"#, "invalid_json", None),
+    (r#"{"stream": "echostream", "payload": Infinity}"#, "invalid_json", None),
+    (r#"{"stream": "echostream", "payload": 1} trailing"#, "invalid_json", None),
+    ("[1, 2, 3]", "not_an_object", None),
+    ("\"just a string\"", "not_an_object", None),
+    (r#"{"payload": 1}"#, "missing_stream", None),
+    (r#"{"stream": 5, "payload": 1}"#, "missing_stream", None),
+    (r#"{"stream": "echostream"}"#, "missing_payload", Some("echostream")),
+    (r#"{"stream": "nope", "payload": 1}"#, "unknown_stream", Some("nope")),
+    (r#"{"stream": "neveraccept", "payload": 1}"#, "stream_not_accepting", Some("neveraccept")),
+];
+
+#[tokio::test]
+async fn every_invalid_frame_gets_its_error_frame_and_the_socket_stays_open() {
+    let mut comm = Communicator::new(demux(), "/");
+    assert!(comm.connect().await.is_accepted());
+    for &(frame, code, stream) in BAD_FRAMES {
+        comm.send_text_to(frame).await;
+        assert_error_frame(&comm.receive_json_from().await, code, stream);
+        // Nothing was lost: the good stream still answers at once.
+        comm.send_json_to(&json!({"stream": "echostream", "payload": frame})).await;
+        assert_eq!(comm.receive_json_from().await, json!({"stream": "echostream", "payload": frame}));
+    }
+}
+
+#[tokio::test]
+async fn binary_frames_get_binary_not_supported() {
+    let mut comm = Communicator::new(demux(), "/");
+    assert!(comm.connect().await.is_accepted());
+    comm.send_binary_to(&b"\x00\x01"[..]).await;
+    assert_error_frame(&comm.receive_json_from().await, "binary_not_supported", None);
+    comm.send_json_to(&json!({"stream": "echostream", "payload": true})).await;
+    assert_eq!(comm.receive_json_from().await, json!({"stream": "echostream", "payload": true}));
+}
+
+#[tokio::test]
+async fn frames_over_the_size_limit_get_frame_too_large_without_being_parsed() {
+    let mut comm = Communicator::new(demux(), "/");
+    assert!(comm.connect().await.is_accepted());
+    let at_limit = format!(r#"{{"stream":"echostream","payload":"{}"}}"#, "a".repeat(1024 - 36));
+    assert_eq!(at_limit.len(), 1024);
+    comm.send_text_to(&at_limit).await;
+    assert_eq!(comm.receive_text_from().await, at_limit);
+
+    // One byte more, and not even JSON: the size is checked before parsing.
+    let over = format!("{}x", "{".repeat(1024));
+    comm.send_text_to(&over).await;
+    let reply = comm.receive_json_from().await;
+    assert_error_frame(&reply, "frame_too_large", None);
+    assert!(reply["error"]["message"].as_str().unwrap().contains("1025"));
+    comm.send_json_to(&json!({"stream": "echostream", "payload": 0})).await;
+    assert_eq!(comm.receive_json_from().await, json!({"stream": "echostream", "payload": 0}));
+}
+
+#[tokio::test]
+async fn the_default_size_limit_is_one_mebibyte() {
+    let demux = Demultiplexer::builder().stream("echostream", || Echo).build();
+    let mut comm = Communicator::new(demux, "/");
+    assert!(comm.connect().await.is_accepted());
+    let payload = format!("\"{}\"", "b".repeat(1024 * 1024));
+    comm.send_text_to(&format!(r#"{{"stream":"echostream","payload":{payload}}}"#)).await;
+    assert_error_frame(&comm.receive_json_from().await, "frame_too_large", None);
+}
+
+#[tokio::test]
+async fn strict_mode_closes_with_1008_and_the_code_as_reason() {
+    for &(frame, code, _) in BAD_FRAMES {
+        let demux = Demultiplexer::builder()
+            .stream("echostream", || Echo)
+            .stream("neveraccept", || NeverAccept)
+            .strict(true)
+            .build();
+        let mut comm = Communicator::new(demux, "/");
+        assert!(comm.connect().await.is_accepted());
+        comm.send_text_to(frame).await;
+        assert_eq!(comm.receive_close().await, Some(CloseFrame::new(1008, code)), "{frame}");
+    }
+}

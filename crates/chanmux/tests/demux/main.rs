@@ -1,0 +1,11 @@
+//! Demultiplexer behaviour through the in-process communicator.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_input;
+mod failures;
+mod fidelity;
+mod lifecycle;
+mod limits;
+mod reference;
