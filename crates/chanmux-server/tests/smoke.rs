@@ -1,0 +1,251 @@
+//! The demo server and the conformance routes over real loopback sockets,
+//! driven by a real WebSocket client (tokio-tungstenite).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chanmux::{ConnectionConfig, Shutdown};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Every wait in these tests is bounded.
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Server {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(conformance: bool) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        // A close timeout far beyond every wait here: a connection that only
+        // ends by timing out makes its test fail instead of passing slowly.
+        let config = ConnectionConfig::default()
+            .with_connect_timeout(Duration::from_millis(300))
+            .with_close_timeout(Duration::from_secs(600))
+            .with_shutdown(shutdown.clone());
+        let app = if conformance {
+            chanmux_server::conformance_router(config)
+        } else {
+            chanmux_server::demo_router(config)
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(chanmux_server::run(listener, app, shutdown.clone(), async {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            shutdown,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn connect(&self, path: &str) -> Result<Client, WsError> {
+        let url = format!("ws://{}{path}", self.addr);
+        let (client, _response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("handshake answered in time")?;
+        Ok(client)
+    }
+
+    /// Shuts down and checks every connection finished its closing
+    /// handshake (run() gives up waiting after 10 s and leaves them counted).
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(2 * WAIT, self.task).await.unwrap().unwrap().unwrap();
+        assert_eq!(self.shutdown.live_connections(), 0, "a connection did not close cleanly");
+    }
+}
+
+/// Closes from the client side and reads until the server's reply has come.
+async fn hang_up(mut client: Client) {
+    let _ = client.close(None).await;
+    tokio::time::timeout(WAIT, async { while client.next().await.is_some() {} })
+        .await
+        .expect("the server answers the close");
+}
+
+async fn send(client: &mut Client, text: &str) {
+    client.send(Message::text(text)).await.unwrap();
+}
+
+async fn next(client: &mut Client) -> Message {
+    loop {
+        match tokio::time::timeout(WAIT, client.next()).await.expect("a message in time") {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(message)) => return message,
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+async fn next_json(client: &mut Client) -> Value {
+    match next(client).await {
+        Message::Text(text) => serde_json::from_str(&text).unwrap(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+async fn expect_close(client: &mut Client) -> Option<CloseFrame> {
+    match next(client).await {
+        Message::Close(frame) => frame,
+        other => panic!("expected a close, got {other:?}"),
+    }
+}
+
+fn http_status(error: WsError) -> u16 {
+    match error {
+        WsError::Http(response) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn demo_echo_alt_echo_and_close_after_first_behave_as_the_readme_says() {
+    let server = Server::start(false).await;
+    let mut client = server.connect("/ws/").await.unwrap();
+
+    send(&mut client, r#"{"stream":"echostream","payload":{"hello":"world"}}"#).await;
+    assert_eq!(next_json(&mut client).await, json!({"stream": "echostream", "payload": {"hello": "world"}}));
+    send(&mut client, r#"{"stream":"altechostream","payload":{"hello":"world"}}"#).await;
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"stream": "altechostream", "payload": {"received": {"hello": "world"}, "alt_value": 123}})
+    );
+    send(&mut client, r#"{"stream":"closeafterfirst","payload":1}"#).await;
+    assert_eq!(next_json(&mut client).await, json!({"stream": "closeafterfirst", "payload": 1}));
+    send(&mut client, r#"{"stream":"closeafterfirst","payload":2}"#).await;
+    assert_eq!(next_json(&mut client).await["error"]["code"], "stream_not_accepting");
+    send(&mut client, r#"{"stream":"echostream","payload":3}"#).await;
+    assert_eq!(next_json(&mut client).await, json!({"stream": "echostream", "payload": 3}));
+
+    hang_up(client).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_invalid_frame_gets_its_error_frame_over_a_real_socket() {
+    let server = Server::start(false).await;
+    let mut client = server.connect("/ws/").await.unwrap();
+    let cases = [
+        ("nope", "invalid_json", Value::Null),
+        ("[]", "not_an_object", Value::Null),
+        (r#"{"payload":1}"#, "missing_stream", Value::Null),
+        (r#"{"stream":"echostream"}"#, "missing_payload", json!("echostream")),
+        (r#"{"stream":"zzz","payload":1}"#, "unknown_stream", json!("zzz")),
+        (r#"{"stream":"neveraccept","payload":1}"#, "stream_not_accepting", json!("neveraccept")),
+    ];
+    for (frame, code, stream) in cases {
+        send(&mut client, frame).await;
+        let reply = next_json(&mut client).await;
+        assert_eq!(reply["error"]["code"], code, "{frame}");
+        assert_eq!(reply["stream"], stream);
+        assert!(reply.get("payload").is_none());
+    }
+    client.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(next_json(&mut client).await["error"]["code"], "binary_not_supported");
+    let big = format!(r#"{{"stream":"echostream","payload":"{}"}}"#, "x".repeat(1024 * 1024));
+    send(&mut client, &big).await;
+    assert_eq!(next_json(&mut client).await["error"]["code"], "frame_too_large");
+
+    send(&mut client, r#"{"stream":"echostream","payload":"alive"}"#).await;
+    assert_eq!(next_json(&mut client).await, json!({"stream": "echostream", "payload": "alive"}));
+    hang_up(client).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn payloads_come_back_byte_for_byte_over_a_real_socket() {
+    let server = Server::start(false).await;
+    let mut client = server.connect("/ws/").await.unwrap();
+    let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+    for payload in ["1e3", "123456789012345678901234567890", r#""é😀\u00e9""#, deep.as_str()] {
+        send(&mut client, &format!(r#"{{"stream":"echostream","payload":{payload}}}"#)).await;
+        match next(&mut client).await {
+            Message::Text(text) => {
+                assert_eq!(text.as_str(), format!(r#"{{"stream":"echostream","payload":{payload}}}"#))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    hang_up(client).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_open_sockets_with_1001() {
+    let server = Server::start(false).await;
+    let mut client = server.connect("/ws/").await.unwrap();
+    send(&mut client, r#"{"stream":"echostream","payload":0}"#).await;
+    next_json(&mut client).await;
+    let stopping = tokio::spawn(server.stop());
+    let close = expect_close(&mut client).await.expect("a close frame");
+    assert_eq!(close.code, CloseCode::Away);
+    // Reading on flushes the client's reply to the close; then the server finishes.
+    assert!(tokio::time::timeout(WAIT, client.next()).await.unwrap().is_none());
+    tokio::time::timeout(2 * WAIT, stopping).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_page_is_served_at_the_root() {
+    let server = Server::start(false).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response)).await.unwrap().unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("<html") && response.contains("/ws/"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn conformance_routes_serve_the_reference_applications() {
+    let server = Server::start(true).await;
+
+    let mut client = server.connect("/ws/").await.unwrap();
+    send(&mut client, r#"{"stream":"echostream","payload":{"hello":"world"}}"#).await;
+    assert_eq!(next_json(&mut client).await, json!({"stream": "echostream", "payload": {"hello": "world"}}));
+    hang_up(client).await;
+
+    assert_eq!(http_status(server.connect("/ws/raise/").await.unwrap_err()), 500);
+    assert_eq!(http_status(server.connect("/ws/single/").await.unwrap_err()), 403);
+
+    let mut client = server.connect("/ws/lastclose/").await.unwrap();
+    send(&mut client, r#"{"stream":"closeafterfirst","payload":"a"}"#).await;
+    assert_eq!(next_json(&mut client).await, json!({"stream": "closeafterfirst", "payload": "a"}));
+    send(&mut client, r#"{"stream":"closewithcode","payload":"b"}"#).await;
+    assert_eq!(next_json(&mut client).await, json!({"stream": "closewithcode", "payload": "b"}));
+    let close = expect_close(&mut client).await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 4001);
+    assert_eq!(close.reason.as_str(), "bye");
+    hang_up(client).await;
+
+    let mut client = server.connect("/ws/lastclose/").await.unwrap();
+    send(&mut client, r#"{"stream":"closewithcode","payload":"b"}"#).await;
+    next_json(&mut client).await;
+    send(&mut client, r#"{"stream":"closeafterfirst","payload":"a"}"#).await;
+    next_json(&mut client).await;
+    let close = expect_close(&mut client).await.expect("a close frame");
+    assert_eq!(close.code, CloseCode::Normal);
+    hang_up(client).await;
+    server.stop().await;
+}
