@@ -94,9 +94,11 @@ impl<'a> Envelope<'a> {
             .stream
             .and_then(stream_name)
             .ok_or(EnvelopeError::MissingStream)?;
-        let payload = fields.payload.ok_or_else(|| EnvelopeError::MissingPayload {
-            stream: stream.clone().into_owned(),
-        })?;
+        let payload = fields
+            .payload
+            .ok_or_else(|| EnvelopeError::MissingPayload {
+                stream: stream.clone().into_owned(),
+            })?;
         Ok(Envelope { stream, payload })
     }
 
@@ -307,18 +309,39 @@ mod tests {
     fn each_kind_of_bad_frame_gets_its_code() {
         assert_eq!(code_of("not json"), ErrorCode::InvalidJson);
         assert_eq!(code_of(""), ErrorCode::InvalidJson);
-        assert_eq!(code_of(r#"{"stream":"a","payload":1"#), ErrorCode::InvalidJson);
-        assert_eq!(code_of(r#"{"stream":"a","payload":1} x"#), ErrorCode::InvalidJson);
-        assert_eq!(code_of(r#"{"stream":"a","payload":NaN}"#), ErrorCode::InvalidJson);
-        assert_eq!(code_of(r#"{"stream":"a","payload":Infinity}"#), ErrorCode::InvalidJson);
-        assert_eq!(code_of(r#"{"stream":"a","payload":-Infinity}"#), ErrorCode::InvalidJson);
+        assert_eq!(
+            code_of(r#"{"stream":"a","payload":1"#),
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(
+            code_of(r#"{"stream":"a","payload":1} x"#),
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(
+            code_of(r#"{"stream":"a","payload":NaN}"#),
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(
+            code_of(r#"{"stream":"a","payload":Infinity}"#),
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(
+            code_of(r#"{"stream":"a","payload":-Infinity}"#),
+            ErrorCode::InvalidJson
+        );
         assert_eq!(code_of("[1,2"), ErrorCode::InvalidJson);
         assert_eq!(code_of("[1,2]"), ErrorCode::NotAnObject);
         assert_eq!(code_of("\"text\""), ErrorCode::NotAnObject);
         assert_eq!(code_of("42"), ErrorCode::NotAnObject);
         assert_eq!(code_of(r#"{"payload":1}"#), ErrorCode::MissingStream);
-        assert_eq!(code_of(r#"{"stream":7,"payload":1}"#), ErrorCode::MissingStream);
-        assert_eq!(code_of(r#"{"stream":null,"payload":1}"#), ErrorCode::MissingStream);
+        assert_eq!(
+            code_of(r#"{"stream":7,"payload":1}"#),
+            ErrorCode::MissingStream
+        );
+        assert_eq!(
+            code_of(r#"{"stream":null,"payload":1}"#),
+            ErrorCode::MissingStream
+        );
         let err = Envelope::parse(r#"{"stream":"s"}"#).unwrap_err();
         assert_eq!(err.code(), ErrorCode::MissingPayload);
         assert_eq!(err.stream(), Some("s"));

@@ -114,7 +114,10 @@ mod tests {
                 assert_eq!(object.len(), 2, "only `error` and `stream`: {frame}");
                 assert_eq!(value["error"]["code"], code.as_str());
                 assert_eq!(value["error"]["message"], "line\nbreak \"quoted\"");
-                assert_eq!(value["stream"], stream.map_or(serde_json::Value::Null, Into::into));
+                assert_eq!(
+                    value["stream"],
+                    stream.map_or(serde_json::Value::Null, Into::into)
+                );
             }
         }
     }

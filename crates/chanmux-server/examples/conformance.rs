@@ -36,11 +36,15 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let shutdown = Shutdown::new();
-    let app = chanmux_server::conformance_router(ConnectionConfig::default().with_shutdown(shutdown.clone()));
+    let app = chanmux_server::conformance_router(
+        ConnectionConfig::default().with_shutdown(shutdown.clone()),
+    );
     println!("listening on http://{addr}");
     let signal = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    chanmux_server::run(listener, app, shutdown, signal).await.context("serving")?;
+    chanmux_server::run(listener, app, shutdown, signal)
+        .await
+        .context("serving")?;
     Ok(())
 }

@@ -23,7 +23,8 @@ impl JsonConsumer for AltEcho {
     type Message = Value;
 
     async fn receive_json(&mut self, ctx: &Context, message: Value) -> Result<(), BoxError> {
-        ctx.send_json(&json!({"received": message, "alt_value": 123})).await?;
+        ctx.send_json(&json!({"received": message, "alt_value": 123}))
+            .await?;
         Ok(())
     }
 }

@@ -33,14 +33,21 @@ pub fn demo_demultiplexer() -> Demultiplexer {
 /// The demo: the page at `/` and the demultiplexer at `/ws/`.
 pub fn demo_router(config: ConnectionConfig) -> Router {
     Router::new()
-        .route("/", axum::routing::get(|| async { Html(include_str!("../static/index.html")) }))
+        .route(
+            "/",
+            axum::routing::get(|| async { Html(include_str!("../static/index.html")) }),
+        )
         .route("/ws/", websocket_with_config(demo_demultiplexer(), config))
 }
 
 /// The applications of channelsmultiplexer's test suite, for outside conformance suites.
 pub fn conformance_router(config: ConnectionConfig) -> Router {
-    let raise = Demultiplexer::builder().stream("raiseinaccept", || RaiseInConnect).build();
-    let single = Demultiplexer::builder().stream("test", || NeverAccept).build();
+    let raise = Demultiplexer::builder()
+        .stream("raiseinaccept", || RaiseInConnect)
+        .build();
+    let single = Demultiplexer::builder()
+        .stream("test", || NeverAccept)
+        .build();
     let last_close = Demultiplexer::builder()
         .stream("closeafterfirst", || CloseAfterFirst)
         .stream("closewithcode", || CloseWithCode)
@@ -66,14 +73,20 @@ pub async fn run(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let switch = shutdown.clone();
-    axum::serve(listener, app.into_make_service_with_connect_info::<ConnectionAddrs>())
-        .with_graceful_shutdown(async move {
-            signal.await;
-            tracing::info!("shutting down: closing WebSockets with 1001");
-            switch.trigger();
-        })
-        .await?;
-    if tokio::time::timeout(DRAIN_TIMEOUT, shutdown.drained()).await.is_err() {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<ConnectionAddrs>(),
+    )
+    .with_graceful_shutdown(async move {
+        signal.await;
+        tracing::info!("shutting down: closing WebSockets with 1001");
+        switch.trigger();
+    })
+    .await?;
+    if tokio::time::timeout(DRAIN_TIMEOUT, shutdown.drained())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             live = shutdown.live_connections(),
             "WebSockets still open after the drain timeout"

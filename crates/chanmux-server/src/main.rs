@@ -30,11 +30,14 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let shutdown = Shutdown::new();
-    let app = chanmux_server::demo_router(ConnectionConfig::default().with_shutdown(shutdown.clone()));
+    let app =
+        chanmux_server::demo_router(ConnectionConfig::default().with_shutdown(shutdown.clone()));
     // Tests and scripts read this line to find the port when --addr ends in :0.
     println!("listening on http://{addr}");
     tracing::info!(%addr, "demo server ready: page at /, WebSocket at /ws/");
-    chanmux_server::run(listener, app, shutdown, ctrl_c()).await.context("serving")?;
+    chanmux_server::run(listener, app, shutdown, ctrl_c())
+        .await
+        .context("serving")?;
     Ok(())
 }
 

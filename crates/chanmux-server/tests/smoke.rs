@@ -45,9 +45,14 @@ impl Server {
             chanmux_server::demo_router(config)
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(chanmux_server::run(listener, app, shutdown.clone(), async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(chanmux_server::run(
+            listener,
+            app,
+            shutdown.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Server {
             addr,
             shutdown,
@@ -68,8 +73,16 @@ impl Server {
     /// handshake (run() gives up waiting after 10 s and leaves them counted).
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(2 * WAIT, self.task).await.unwrap().unwrap().unwrap();
-        assert_eq!(self.shutdown.live_connections(), 0, "a connection did not close cleanly");
+        tokio::time::timeout(2 * WAIT, self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            self.shutdown.live_connections(),
+            0,
+            "a connection did not close cleanly"
+        );
     }
 }
 
@@ -87,7 +100,10 @@ async fn send(client: &mut Client, text: &str) {
 
 async fn next(client: &mut Client) -> Message {
     loop {
-        match tokio::time::timeout(WAIT, client.next()).await.expect("a message in time") {
+        match tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("a message in time")
+        {
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(message)) => return message,
             other => panic!("connection ended: {other:?}"),
@@ -121,19 +137,39 @@ async fn demo_echo_alt_echo_and_close_after_first_behave_as_the_readme_says() {
     let server = Server::start(false).await;
     let mut client = server.connect("/ws/").await.unwrap();
 
-    send(&mut client, r#"{"stream":"echostream","payload":{"hello":"world"}}"#).await;
-    assert_eq!(next_json(&mut client).await, json!({"stream": "echostream", "payload": {"hello": "world"}}));
-    send(&mut client, r#"{"stream":"altechostream","payload":{"hello":"world"}}"#).await;
+    send(
+        &mut client,
+        r#"{"stream":"echostream","payload":{"hello":"world"}}"#,
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"stream": "echostream", "payload": {"hello": "world"}})
+    );
+    send(
+        &mut client,
+        r#"{"stream":"altechostream","payload":{"hello":"world"}}"#,
+    )
+    .await;
     assert_eq!(
         next_json(&mut client).await,
         json!({"stream": "altechostream", "payload": {"received": {"hello": "world"}, "alt_value": 123}})
     );
     send(&mut client, r#"{"stream":"closeafterfirst","payload":1}"#).await;
-    assert_eq!(next_json(&mut client).await, json!({"stream": "closeafterfirst", "payload": 1}));
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"stream": "closeafterfirst", "payload": 1})
+    );
     send(&mut client, r#"{"stream":"closeafterfirst","payload":2}"#).await;
-    assert_eq!(next_json(&mut client).await["error"]["code"], "stream_not_accepting");
+    assert_eq!(
+        next_json(&mut client).await["error"]["code"],
+        "stream_not_accepting"
+    );
     send(&mut client, r#"{"stream":"echostream","payload":3}"#).await;
-    assert_eq!(next_json(&mut client).await, json!({"stream": "echostream", "payload": 3}));
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"stream": "echostream", "payload": 3})
+    );
 
     hang_up(client).await;
     server.stop().await;
@@ -147,9 +183,21 @@ async fn every_invalid_frame_gets_its_error_frame_over_a_real_socket() {
         ("nope", "invalid_json", Value::Null),
         ("[]", "not_an_object", Value::Null),
         (r#"{"payload":1}"#, "missing_stream", Value::Null),
-        (r#"{"stream":"echostream"}"#, "missing_payload", json!("echostream")),
-        (r#"{"stream":"zzz","payload":1}"#, "unknown_stream", json!("zzz")),
-        (r#"{"stream":"neveraccept","payload":1}"#, "stream_not_accepting", json!("neveraccept")),
+        (
+            r#"{"stream":"echostream"}"#,
+            "missing_payload",
+            json!("echostream"),
+        ),
+        (
+            r#"{"stream":"zzz","payload":1}"#,
+            "unknown_stream",
+            json!("zzz"),
+        ),
+        (
+            r#"{"stream":"neveraccept","payload":1}"#,
+            "stream_not_accepting",
+            json!("neveraccept"),
+        ),
     ];
     for (frame, code, stream) in cases {
         send(&mut client, frame).await;
@@ -159,13 +207,25 @@ async fn every_invalid_frame_gets_its_error_frame_over_a_real_socket() {
         assert!(reply.get("payload").is_none());
     }
     client.send(Message::binary(vec![1, 2, 3])).await.unwrap();
-    assert_eq!(next_json(&mut client).await["error"]["code"], "binary_not_supported");
-    let big = format!(r#"{{"stream":"echostream","payload":"{}"}}"#, "x".repeat(1024 * 1024));
+    assert_eq!(
+        next_json(&mut client).await["error"]["code"],
+        "binary_not_supported"
+    );
+    let big = format!(
+        r#"{{"stream":"echostream","payload":"{}"}}"#,
+        "x".repeat(1024 * 1024)
+    );
     send(&mut client, &big).await;
-    assert_eq!(next_json(&mut client).await["error"]["code"], "frame_too_large");
+    assert_eq!(
+        next_json(&mut client).await["error"]["code"],
+        "frame_too_large"
+    );
 
     send(&mut client, r#"{"stream":"echostream","payload":"alive"}"#).await;
-    assert_eq!(next_json(&mut client).await, json!({"stream": "echostream", "payload": "alive"}));
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"stream": "echostream", "payload": "alive"})
+    );
     hang_up(client).await;
     server.stop().await;
 }
@@ -175,11 +235,23 @@ async fn payloads_come_back_byte_for_byte_over_a_real_socket() {
     let server = Server::start(false).await;
     let mut client = server.connect("/ws/").await.unwrap();
     let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
-    for payload in ["1e3", "123456789012345678901234567890", r#""é😀\u00e9""#, deep.as_str()] {
-        send(&mut client, &format!(r#"{{"stream":"echostream","payload":{payload}}}"#)).await;
+    for payload in [
+        "1e3",
+        "123456789012345678901234567890",
+        r#""é😀\u00e9""#,
+        deep.as_str(),
+    ] {
+        send(
+            &mut client,
+            &format!(r#"{{"stream":"echostream","payload":{payload}}}"#),
+        )
+        .await;
         match next(&mut client).await {
             Message::Text(text) => {
-                assert_eq!(text.as_str(), format!(r#"{{"stream":"echostream","payload":{payload}}}"#))
+                assert_eq!(
+                    text.as_str(),
+                    format!(r#"{{"stream":"echostream","payload":{payload}}}"#)
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -198,8 +270,16 @@ async fn shutdown_closes_open_sockets_with_1001() {
     let close = expect_close(&mut client).await.expect("a close frame");
     assert_eq!(close.code, CloseCode::Away);
     // Reading on flushes the client's reply to the close; then the server finishes.
-    assert!(tokio::time::timeout(WAIT, client.next()).await.unwrap().is_none());
-    tokio::time::timeout(2 * WAIT, stopping).await.unwrap().unwrap();
+    assert!(
+        tokio::time::timeout(WAIT, client.next())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    tokio::time::timeout(2 * WAIT, stopping)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -211,7 +291,10 @@ async fn the_page_is_served_at_the_root() {
         .await
         .unwrap();
     let mut response = String::new();
-    tokio::time::timeout(WAIT, stream.read_to_string(&mut response)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("<html") && response.contains("/ws/"));
     server.stop().await;
@@ -222,18 +305,37 @@ async fn conformance_routes_serve_the_reference_applications() {
     let server = Server::start(true).await;
 
     let mut client = server.connect("/ws/").await.unwrap();
-    send(&mut client, r#"{"stream":"echostream","payload":{"hello":"world"}}"#).await;
-    assert_eq!(next_json(&mut client).await, json!({"stream": "echostream", "payload": {"hello": "world"}}));
+    send(
+        &mut client,
+        r#"{"stream":"echostream","payload":{"hello":"world"}}"#,
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"stream": "echostream", "payload": {"hello": "world"}})
+    );
     hang_up(client).await;
 
-    assert_eq!(http_status(server.connect("/ws/raise/").await.unwrap_err()), 500);
-    assert_eq!(http_status(server.connect("/ws/single/").await.unwrap_err()), 403);
+    assert_eq!(
+        http_status(server.connect("/ws/raise/").await.unwrap_err()),
+        500
+    );
+    assert_eq!(
+        http_status(server.connect("/ws/single/").await.unwrap_err()),
+        403
+    );
 
     let mut client = server.connect("/ws/lastclose/").await.unwrap();
     send(&mut client, r#"{"stream":"closeafterfirst","payload":"a"}"#).await;
-    assert_eq!(next_json(&mut client).await, json!({"stream": "closeafterfirst", "payload": "a"}));
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"stream": "closeafterfirst", "payload": "a"})
+    );
     send(&mut client, r#"{"stream":"closewithcode","payload":"b"}"#).await;
-    assert_eq!(next_json(&mut client).await, json!({"stream": "closewithcode", "payload": "b"}));
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"stream": "closewithcode", "payload": "b"})
+    );
     let close = expect_close(&mut client).await.expect("a close frame");
     assert_eq!(u16::from(close.code), 4001);
     assert_eq!(close.reason.as_str(), "bye");

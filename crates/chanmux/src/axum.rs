@@ -52,7 +52,10 @@ where
 }
 
 /// A `GET` route that serves WebSocket connections with `app` and `config`.
-pub fn websocket_with_config<S>(app: impl ConsumerFactory, config: ConnectionConfig) -> MethodRouter<S>
+pub fn websocket_with_config<S>(
+    app: impl ConsumerFactory,
+    config: ConnectionConfig,
+) -> MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -83,7 +86,11 @@ impl Connected<IncomingStream<'_, TcpListener>> for ConnectionAddrs {
     }
 }
 
-async fn upgrade(app: &dyn ConsumerFactory, config: &ConnectionConfig, request: Request) -> Response {
+async fn upgrade(
+    app: &dyn ConsumerFactory,
+    config: &ConnectionConfig,
+    request: Request,
+) -> Response {
     let (mut parts, _body) = request.into_parts();
     let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(ws) => ws,
@@ -99,7 +106,10 @@ async fn upgrade(app: &dyn ConsumerFactory, config: &ConnectionConfig, request: 
     let (client, server) = match parts.extensions.get::<ConnectInfo<ConnectionAddrs>>() {
         Some(ConnectInfo(addrs)) => (Some(addrs.client), Some(addrs.server)),
         None => (
-            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
             None,
         ),
     };
@@ -132,9 +142,23 @@ async fn upgrade(app: &dyn ConsumerFactory, config: &ConnectionConfig, request: 
 /// Adapts axum's socket to a [`Transport`] without copying message text.
 fn transport(socket: WebSocket) -> impl Transport {
     socket
-        .map(|message| message.map(from_axum).map_err(|e| TransportError(e.into())))
-        .sink_map_err(|e| TransportError(e.into()))
+        .map(|message| message.map(from_axum).map_err(read_error))
+        .sink_map_err(TransportError::new)
         .with(|frame: Frame| future::ready(Ok::<_, TransportError>(to_axum(frame))))
+}
+
+/// Tells an oversized message (answered with 1009) from other failures.
+fn read_error(error: axum::Error) -> TransportError {
+    let inner = error.into_inner();
+    let too_large = matches!(
+        inner.downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    );
+    if too_large {
+        TransportError::message_too_large(inner)
+    } else {
+        TransportError::new(inner)
+    }
 }
 
 fn from_axum(message: Message) -> Frame {

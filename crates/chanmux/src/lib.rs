@@ -1,9 +1,116 @@
 //! Many logical streams over one WebSocket.
 //!
-//! TODO crate docs
+//! Each stream is served by its own [`Consumer`], written as if it owned the
+//! socket. A [`Demultiplexer`] starts one consumer per stream for every
+//! connection, routes `{"stream": "<name>", "payload": <any JSON>}` frames to
+//! them and wraps what they send the same way — the wire format of Django
+//! Channels' `channelsmultiplexer`, so its clients work unchanged.
+//!
+//! ```
+//! use chanmux::testing::Communicator;
+//! use chanmux::{BoxError, Consumer, Context, Demultiplexer, JsonConsumer, Text};
+//! use serde_json::{Value, json};
+//!
+//! /// Sends every payload back, untouched (raw JSON text, never parsed).
+//! struct Echo;
+//! impl Consumer for Echo {
+//!     async fn receive_text(&mut self, ctx: &Context, text: Text) -> Result<(), BoxError> {
+//!         Ok(ctx.send_text(text).await?)
+//!     }
+//! }
+//!
+//! /// Parses the payload and answers with a new value.
+//! struct AltEcho;
+//! impl JsonConsumer for AltEcho {
+//!     type Message = Value;
+//!     async fn receive_json(&mut self, ctx: &Context, msg: Value) -> Result<(), BoxError> {
+//!         Ok(ctx.send_json(&json!({"received": msg, "alt_value": 123})).await?)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let demux = Demultiplexer::builder()
+//!     .stream("echostream", || Echo)
+//!     .stream("altechostream", || AltEcho)
+//!     .build();
+//!
+//! // Drive it in process, as a browser would over a socket.
+//! let mut client = Communicator::new(demux, "/ws/");
+//! assert!(client.connect().await.is_accepted());
+//! client.send_text_to(r#"{"stream": "altechostream", "payload": {"n": 1}}"#).await;
+//! assert_eq!(
+//!     client.receive_json_from().await,
+//!     json!({"stream": "altechostream", "payload": {"received": {"n": 1}, "alt_value": 123}})
+//! );
+//! // Bad input gets an error frame; the connection and other streams go on.
+//! client.send_text_to(r#"{"stream": "nope", "payload": 1}"#).await;
+//! assert_eq!(client.receive_json_from().await["error"]["code"], "unknown_stream");
+//! # }
+//! ```
+//!
+//! To serve it, mount it on an axum route with [`axum::websocket`]
+//! (feature `axum`).
+//!
+//! # How a demultiplexed connection behaves
+//!
+//! - Every stream's consumer gets `connect`. The socket is accepted as soon as
+//!   the first stream accepts; if none accepts within the connect timeout
+//!   ([`ConnectionConfig::connect_timeout`], 5 s), or all refuse, the upgrade
+//!   is answered with HTTP 403 — with 500 if every stream failed in connect.
+//! - A frame reaches a stream only while that stream has accepted and not
+//!   closed. Frames within a stream keep their order both ways; streams run
+//!   concurrently, so a slow handler delays only its own stream.
+//! - Payloads pass through as raw JSON text: numbers keep their exact text,
+//!   nesting depth is not limited by recursion, and replies are wrapped
+//!   without re-serialising.
+//! - When a stream closes it stops receiving; when no accepting stream is
+//!   left the socket closes with that stream's code.
+//! - On disconnect every consumer gets `disconnect` with the client's code,
+//!   and is stopped if it takes longer than the close timeout (5 s).
+//! - A consumer that returns an error or panics is logged and its stream
+//!   closed; if it was the last accepting stream the socket closes with 1011.
+//! - Every queue is bounded. A stream whose queue is full answers
+//!   `stream_overloaded`; a client that stops reading is disconnected with
+//!   1013 "slow client" after [`ConnectionConfig::slow_client_timeout`].
+//!
+//! # Bad input
+//!
+//! Invalid frames are answered with an error frame, and nothing else is lost:
+//!
+//! ```json
+//! {"error": {"code": "unknown_stream", "message": "no stream named \"nope\""}, "stream": "nope"}
+//! ```
+//!
+//! It has no `payload` key. `stream` is the stream named by the frame when
+//! known, else `null`. The codes are those of [`ErrorCode`]: `invalid_json`,
+//! `not_an_object`, `missing_stream`, `missing_payload`, `unknown_stream`,
+//! `stream_not_accepting`, `binary_not_supported`, `frame_too_large`,
+//! `stream_overloaded`. With [`DemultiplexerBuilder::strict`] the socket is
+//! closed with 1008 and the code as the reason instead.
+//!
+//! # Close codes
+//!
+//! | code | when |
+//! |---|---|
+//! | the stream's own | the last accepting stream closed |
+//! | 1001 | the server is shutting down ([`Shutdown`]) |
+//! | 1008 | strict mode, bad input |
+//! | 1009 | a message over [`ConnectionConfig::max_message_size`] (8 MiB) |
+//! | 1011 | the last accepting stream failed |
+//! | 1013 | the client stopped reading ("slow client") |
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `axum` | yes | [`axum::websocket`]: mount a consumer on an axum route |
+//! | `test-util` | no | [`testing::Communicator`]: drive consumers in process |
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 pub mod connection;
 mod consumer;
@@ -13,6 +120,7 @@ mod router;
 mod scope;
 mod shutdown;
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 mod text;
 pub mod transport;

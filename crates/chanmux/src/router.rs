@@ -42,7 +42,8 @@ impl PathRouter {
     /// Serves `path` with consumers made by `factory`.
     #[must_use]
     pub fn route(mut self, path: &str, factory: impl ConsumerFactory) -> Self {
-        self.routes.push((normalize(path).to_owned(), Arc::new(factory)));
+        self.routes
+            .push((normalize(path).to_owned(), Arc::new(factory)));
         self
     }
 }
@@ -76,6 +77,8 @@ impl Consumer for NoRoute {
 
 impl fmt::Debug for PathRouter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.routes.iter().map(|(p, _)| p)).finish()
+        f.debug_list()
+            .entries(self.routes.iter().map(|(p, _)| p))
+            .finish()
     }
 }

@@ -47,8 +47,36 @@ impl CloseFrame {
 
 /// The underlying socket failed.
 #[derive(Debug, thiserror::Error)]
-#[error("transport error: {0}")]
-pub struct TransportError(#[source] pub crate::BoxError);
+#[error("transport error: {source}")]
+pub struct TransportError {
+    too_large: bool,
+    #[source]
+    source: crate::BoxError,
+}
+
+impl TransportError {
+    /// Wraps the WebSocket library's error.
+    pub fn new(source: impl Into<crate::BoxError>) -> Self {
+        TransportError {
+            too_large: false,
+            source: source.into(),
+        }
+    }
+
+    /// An incoming message exceeded the transport's size limit; the
+    /// connection answers with close code 1009.
+    pub fn message_too_large(source: impl Into<crate::BoxError>) -> Self {
+        TransportError {
+            too_large: true,
+            source: source.into(),
+        }
+    }
+
+    /// Whether an incoming message was over the size limit.
+    pub fn is_message_too_large(&self) -> bool {
+        self.too_large
+    }
+}
 
 /// A bidirectional WebSocket: a stream of received frames and a sink for frames to send.
 pub trait Transport:

@@ -74,7 +74,11 @@ pub struct Accepted {
 /// for it to accept or refuse.
 ///
 /// Must be called within a Tokio runtime: the consumer runs in its own task.
-pub async fn start(app: &dyn ConsumerFactory, scope: Scope, config: &ConnectionConfig) -> Handshake {
+pub async fn start(
+    app: &dyn ConsumerFactory,
+    scope: Scope,
+    config: &ConnectionConfig,
+) -> Handshake {
     let (decision_tx, decision_rx) = oneshot::channel();
     let (outbound_tx, outbound) = mpsc::channel(config.outbound_capacity);
     let (inbox, inbox_rx) = mpsc::channel(config.inbox_capacity);
@@ -100,7 +104,12 @@ pub async fn start(app: &dyn ConsumerFactory, scope: Scope, config: &ConnectionC
         Err(_) => Refusal::TimedOut,
     };
     // As in ASGI, a refused consumer still hears that the client is gone.
-    tokio::spawn(finish(consumer, inbox, close_code::ABNORMAL, config.close_timeout));
+    tokio::spawn(finish(
+        consumer,
+        inbox,
+        close_code::ABNORMAL,
+        config.close_timeout,
+    ));
     Handshake::Refused(refusal)
 }
 
@@ -150,6 +159,17 @@ impl Accepted {
                                 break frame.map_or(close_code::NO_STATUS, |f| f.code);
                             }
                             Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => continue,
+                            Some(Err(e)) if e.is_message_too_large() => {
+                                tracing::debug!(error = %e, "message over the transport limit");
+                                let close = Outbound::Close(close_code::SIZE, "message too large".into());
+                                if outbound_tx.send(close).await.is_ok()
+                                    && timeout(config.close_timeout, &mut writer).await.is_err()
+                                {
+                                    writer.abort();
+                                }
+                                writer_done = true;
+                                break close_code::SIZE;
+                            }
                             Some(Err(e)) => {
                                 tracing::debug!(error = %e, "transport failed");
                                 break close_code::ABNORMAL;
@@ -213,14 +233,22 @@ where
 
 /// Tells the consumer the client is gone and gives it `wait` to finish;
 /// then stops it (which also stops a demultiplexer's stream consumers).
-async fn finish(mut consumer: JoinHandle<()>, inbox: mpsc::Sender<Event>, code: u16, wait: Duration) {
+async fn finish(
+    mut consumer: JoinHandle<()>,
+    inbox: mpsc::Sender<Event>,
+    code: u16,
+    wait: Duration,
+) {
     let done = async {
         let _ = inbox.send(Event::Disconnect(code)).await;
         drop(inbox);
         let _ = (&mut consumer).await;
     };
     if timeout(wait, done).await.is_err() {
-        tracing::warn!(?wait, "consumer did not finish disconnecting in time; stopping it");
+        tracing::warn!(
+            ?wait,
+            "consumer did not finish disconnecting in time; stopping it"
+        );
         consumer.abort();
     }
 }

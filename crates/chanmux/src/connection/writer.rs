@@ -8,9 +8,9 @@ use futures_util::{Sink, SinkExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
+use crate::Text;
 use crate::consumer::Outbound;
 use crate::transport::{CloseFrame, Frame, TransportError};
-use crate::Text;
 
 /// Messages written before one flush. Batching saves a syscall per message
 /// under load and costs nothing when messages come one at a time.
@@ -85,7 +85,8 @@ where
             Outbound::Binary(data) => Frame::Binary(data),
             Outbound::Close(code, mut reason) => {
                 truncate_reason(&mut reason);
-                sink.send(Frame::Close(Some(CloseFrame { code, reason }))).await?;
+                sink.send(Frame::Close(Some(CloseFrame { code, reason })))
+                    .await?;
                 return Ok(true);
             }
         };

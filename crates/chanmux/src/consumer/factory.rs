@@ -50,6 +50,8 @@ impl Start {
 
 impl fmt::Debug for Start {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Start").field("ctx", &self.ctx).finish_non_exhaustive()
+        f.debug_struct("Start")
+            .field("ctx", &self.ctx)
+            .finish_non_exhaustive()
     }
 }

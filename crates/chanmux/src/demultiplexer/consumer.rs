@@ -74,8 +74,12 @@ impl Consumer for DemuxConsumer {
     async fn receive_text(&mut self, ctx: &Context, text: Text) -> Result<(), BoxError> {
         let max = self.spec.config.max_frame_size;
         if text.len() > max {
-            let message = format!("frame of {} bytes exceeds the limit of {max} bytes", text.len());
-            self.reject(ctx, ErrorCode::FrameTooLarge, &message, None).await;
+            let message = format!(
+                "frame of {} bytes exceeds the limit of {max} bytes",
+                text.len()
+            );
+            self.reject(ctx, ErrorCode::FrameTooLarge, &message, None)
+                .await;
             return Ok(());
         }
         let (index, range) = match Envelope::parse(text.as_str()) {
@@ -84,7 +88,8 @@ impl Consumer for DemuxConsumer {
                 None => {
                     let stream = envelope.stream();
                     let message = format!("no stream named {stream:?}");
-                    self.reject(ctx, ErrorCode::UnknownStream, &message, Some(stream)).await;
+                    self.reject(ctx, ErrorCode::UnknownStream, &message, Some(stream))
+                        .await;
                     return Ok(());
                 }
             },
@@ -112,13 +117,10 @@ impl Consumer for DemuxConsumer {
         Ok(())
     }
 
-    async fn receive_binary(
-        &mut self,
-        ctx: &Context,
-        _data: bytes::Bytes,
-    ) -> Result<(), BoxError> {
+    async fn receive_binary(&mut self, ctx: &Context, _data: bytes::Bytes) -> Result<(), BoxError> {
         let message = "binary frames are not supported; send JSON text";
-        self.reject(ctx, ErrorCode::BinaryNotSupported, message, None).await;
+        self.reject(ctx, ErrorCode::BinaryNotSupported, message, None)
+            .await;
         Ok(())
     }
 

@@ -181,7 +181,10 @@ impl DemultiplexerBuilder {
 
     /// Replaces all settings at once.
     pub fn config(mut self, config: DemultiplexerConfig) -> Self {
-        assert!(config.stream_queue_capacity > 0, "stream queue capacity must be at least 1");
+        assert!(
+            config.stream_queue_capacity > 0,
+            "stream queue capacity must be at least 1"
+        );
         self.config = config;
         self
     }

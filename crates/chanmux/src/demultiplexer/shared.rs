@@ -48,7 +48,10 @@ impl Shared {
     }
 
     /// A stream accepted: the socket is accepted by the first one.
-    pub(crate) async fn stream_accepted(&self, protocol: Option<String>) -> Result<(), AcceptError> {
+    pub(crate) async fn stream_accepted(
+        &self,
+        protocol: Option<String>,
+    ) -> Result<(), AcceptError> {
         {
             let mut counts = self.counts();
             counts.pending -= 1;

@@ -237,7 +237,9 @@ impl Communicator {
             Frame::Close(close) => {
                 if !socket.closed {
                     socket.closed = true;
-                    let _ = socket.to_server.unbounded_send(Ok(Frame::Close(close.clone())));
+                    let _ = socket
+                        .to_server
+                        .unbounded_send(Ok(Frame::Close(close.clone())));
                 }
                 Output::Close(close)
             }
@@ -281,7 +283,8 @@ impl Communicator {
 
     /// Whether nothing arrives within 100 ms (what arrives is consumed).
     pub async fn receive_nothing(&mut self) -> bool {
-        self.receive_nothing_within(Duration::from_millis(100)).await
+        self.receive_nothing_within(Duration::from_millis(100))
+            .await
     }
 
     /// Whether nothing arrives within `wait` (what arrives is consumed).
@@ -302,7 +305,9 @@ impl Communicator {
         };
         if !socket.closed {
             let close = CloseFrame::new(code, "");
-            let _ = socket.to_server.unbounded_send(Ok(Frame::Close(Some(close))));
+            let _ = socket
+                .to_server
+                .unbounded_send(Ok(Frame::Close(Some(close))));
         }
         // Keep reading so the server never blocks on a full client buffer.
         let drain = async { while socket.from_server.next().await.is_some() {} };
@@ -350,7 +355,10 @@ impl Stream for MemoryTransport {
 impl Sink<Frame> for MemoryTransport {
     type Error = TransportError;
 
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Result<(), Self::Error>> {
         self.outgoing.poll_ready(cx).map_err(gone)
     }
 
@@ -358,15 +366,21 @@ impl Sink<Frame> for MemoryTransport {
         self.outgoing.start_send(frame).map_err(gone)
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Result<(), Self::Error>> {
         self.outgoing.poll_flush_unpin(cx).map_err(gone)
     }
 
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_close(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Result<(), Self::Error>> {
         self.outgoing.poll_close_unpin(cx).map_err(gone)
     }
 }
 
 fn gone(e: mpsc::SendError) -> TransportError {
-    TransportError(e.into())
+    TransportError::new(e)
 }

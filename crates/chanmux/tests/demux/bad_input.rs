@@ -1,9 +1,9 @@
 //! Invalid frames get an error frame and lose nothing else (3g, 3k); strict
 //! mode closes with 1008 instead.
 
+use chanmux::Demultiplexer;
 use chanmux::testing::Communicator;
 use chanmux::transport::CloseFrame;
-use chanmux::Demultiplexer;
 use serde_json::json;
 
 use crate::support::*;
@@ -19,16 +19,40 @@ fn demux() -> Demultiplexer {
 /// Each bad frame with the code and stream it must get back.
 const BAD_FRAMES: &[(&str, &str, Option<&str>)] = &[
     ("not json", "invalid_json", None),
-    (r#"{"stream": "echostream", "payload": NaN}"#, "invalid_json", None),
-    (r#"{"stream": "echostream", "payload": Infinity}"#, "invalid_json", None),
-    (r#"{"stream": "echostream", "payload": 1} trailing"#, "invalid_json", None),
+    (
+        r#"{"stream": "echostream", "payload": NaN}"#,
+        "invalid_json",
+        None,
+    ),
+    (
+        r#"{"stream": "echostream", "payload": Infinity}"#,
+        "invalid_json",
+        None,
+    ),
+    (
+        r#"{"stream": "echostream", "payload": 1} trailing"#,
+        "invalid_json",
+        None,
+    ),
     ("[1, 2, 3]", "not_an_object", None),
     ("\"just a string\"", "not_an_object", None),
     (r#"{"payload": 1}"#, "missing_stream", None),
     (r#"{"stream": 5, "payload": 1}"#, "missing_stream", None),
-    (r#"{"stream": "echostream"}"#, "missing_payload", Some("echostream")),
-    (r#"{"stream": "nope", "payload": 1}"#, "unknown_stream", Some("nope")),
-    (r#"{"stream": "neveraccept", "payload": 1}"#, "stream_not_accepting", Some("neveraccept")),
+    (
+        r#"{"stream": "echostream"}"#,
+        "missing_payload",
+        Some("echostream"),
+    ),
+    (
+        r#"{"stream": "nope", "payload": 1}"#,
+        "unknown_stream",
+        Some("nope"),
+    ),
+    (
+        r#"{"stream": "neveraccept", "payload": 1}"#,
+        "stream_not_accepting",
+        Some("neveraccept"),
+    ),
 ];
 
 #[tokio::test]
@@ -39,8 +63,12 @@ async fn every_invalid_frame_gets_its_error_frame_and_the_socket_stays_open() {
         comm.send_text_to(frame).await;
         assert_error_frame(&comm.receive_json_from().await, code, stream);
         // Nothing was lost: the good stream still answers at once.
-        comm.send_json_to(&json!({"stream": "echostream", "payload": frame})).await;
-        assert_eq!(comm.receive_json_from().await, json!({"stream": "echostream", "payload": frame}));
+        comm.send_json_to(&json!({"stream": "echostream", "payload": frame}))
+            .await;
+        assert_eq!(
+            comm.receive_json_from().await,
+            json!({"stream": "echostream", "payload": frame})
+        );
     }
 }
 
@@ -49,16 +77,27 @@ async fn binary_frames_get_binary_not_supported() {
     let mut comm = Communicator::new(demux(), "/");
     assert!(comm.connect().await.is_accepted());
     comm.send_binary_to(&b"\x00\x01"[..]).await;
-    assert_error_frame(&comm.receive_json_from().await, "binary_not_supported", None);
-    comm.send_json_to(&json!({"stream": "echostream", "payload": true})).await;
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "echostream", "payload": true}));
+    assert_error_frame(
+        &comm.receive_json_from().await,
+        "binary_not_supported",
+        None,
+    );
+    comm.send_json_to(&json!({"stream": "echostream", "payload": true}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "echostream", "payload": true})
+    );
 }
 
 #[tokio::test]
 async fn frames_over_the_size_limit_get_frame_too_large_without_being_parsed() {
     let mut comm = Communicator::new(demux(), "/");
     assert!(comm.connect().await.is_accepted());
-    let at_limit = format!(r#"{{"stream":"echostream","payload":"{}"}}"#, "a".repeat(1024 - 36));
+    let at_limit = format!(
+        r#"{{"stream":"echostream","payload":"{}"}}"#,
+        "a".repeat(1024 - 36)
+    );
     assert_eq!(at_limit.len(), 1024);
     comm.send_text_to(&at_limit).await;
     assert_eq!(comm.receive_text_from().await, at_limit);
@@ -69,17 +108,24 @@ async fn frames_over_the_size_limit_get_frame_too_large_without_being_parsed() {
     let reply = comm.receive_json_from().await;
     assert_error_frame(&reply, "frame_too_large", None);
     assert!(reply["error"]["message"].as_str().unwrap().contains("1025"));
-    comm.send_json_to(&json!({"stream": "echostream", "payload": 0})).await;
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "echostream", "payload": 0}));
+    comm.send_json_to(&json!({"stream": "echostream", "payload": 0}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "echostream", "payload": 0})
+    );
 }
 
 #[tokio::test]
 async fn the_default_size_limit_is_one_mebibyte() {
-    let demux = Demultiplexer::builder().stream("echostream", || Echo).build();
+    let demux = Demultiplexer::builder()
+        .stream("echostream", || Echo)
+        .build();
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
     let payload = format!("\"{}\"", "b".repeat(1024 * 1024));
-    comm.send_text_to(&format!(r#"{{"stream":"echostream","payload":{payload}}}"#)).await;
+    comm.send_text_to(&format!(r#"{{"stream":"echostream","payload":{payload}}}"#))
+        .await;
     assert_error_frame(&comm.receive_json_from().await, "frame_too_large", None);
 }
 
@@ -94,6 +140,10 @@ async fn strict_mode_closes_with_1008_and_the_code_as_reason() {
         let mut comm = Communicator::new(demux, "/");
         assert!(comm.connect().await.is_accepted());
         comm.send_text_to(frame).await;
-        assert_eq!(comm.receive_close().await, Some(CloseFrame::new(1008, code)), "{frame}");
+        assert_eq!(
+            comm.receive_close().await,
+            Some(CloseFrame::new(1008, code)),
+            "{frame}"
+        );
     }
 }

@@ -16,14 +16,28 @@ async fn failing_stream_is_closed_and_others_go_on(failing: impl ConsumerFactory
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
 
-    comm.send_json_to(&json!({"stream": "bad", "payload": 1})).await;
-    comm.send_json_to(&json!({"stream": "echo", "payload": 2})).await;
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "echo", "payload": 2}));
+    comm.send_json_to(&json!({"stream": "bad", "payload": 1}))
+        .await;
+    comm.send_json_to(&json!({"stream": "echo", "payload": 2}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "echo", "payload": 2})
+    );
     // The failed stream receives nothing more.
-    comm.send_json_to(&json!({"stream": "bad", "payload": 3})).await;
-    assert_error_frame(&comm.receive_json_from().await, "stream_not_accepting", Some("bad"));
-    comm.send_json_to(&json!({"stream": "echo", "payload": 4})).await;
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "echo", "payload": 4}));
+    comm.send_json_to(&json!({"stream": "bad", "payload": 3}))
+        .await;
+    assert_error_frame(
+        &comm.receive_json_from().await,
+        "stream_not_accepting",
+        Some("bad"),
+    );
+    comm.send_json_to(&json!({"stream": "echo", "payload": 4}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "echo", "payload": 4})
+    );
 }
 
 #[tokio::test]
@@ -44,10 +58,19 @@ async fn a_panic_in_connect_of_one_stream_leaves_the_others_serving() {
         .build();
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
-    comm.send_json_to(&json!({"stream": "bad", "payload": 1})).await;
-    assert_error_frame(&comm.receive_json_from().await, "stream_not_accepting", Some("bad"));
-    comm.send_json_to(&json!({"stream": "echo", "payload": 2})).await;
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "echo", "payload": 2}));
+    comm.send_json_to(&json!({"stream": "bad", "payload": 1}))
+        .await;
+    assert_error_frame(
+        &comm.receive_json_from().await,
+        "stream_not_accepting",
+        Some("bad"),
+    );
+    comm.send_json_to(&json!({"stream": "echo", "payload": 2}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "echo", "payload": 2})
+    );
 }
 
 #[tokio::test]
@@ -58,31 +81,56 @@ async fn the_last_accepting_stream_failing_closes_the_socket_with_1011() {
         .build();
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
-    comm.send_json_to(&json!({"stream": "bad", "payload": 1})).await;
-    let close = comm.receive_close().await.expect("a close frame with a code");
+    comm.send_json_to(&json!({"stream": "bad", "payload": 1}))
+        .await;
+    let close = comm
+        .receive_close()
+        .await
+        .expect("a close frame with a code");
     assert_eq!(close.code, 1011);
 }
 
 #[tokio::test]
 async fn a_panicking_consumer_on_one_connection_does_not_affect_another() {
-    let demux = Demultiplexer::builder().stream("bad", || PanicOnReceive).stream("echo", || Echo).build();
+    let demux = Demultiplexer::builder()
+        .stream("bad", || PanicOnReceive)
+        .stream("echo", || Echo)
+        .build();
     let mut first = Communicator::new(demux.clone(), "/");
     let mut second = Communicator::new(demux, "/");
     assert!(first.connect().await.is_accepted());
     assert!(second.connect().await.is_accepted());
-    first.send_json_to(&json!({"stream": "bad", "payload": 1})).await;
-    second.send_json_to(&json!({"stream": "bad", "payload": 1})).await;
-    second.send_json_to(&json!({"stream": "echo", "payload": "still here"})).await;
-    assert_eq!(second.receive_json_from().await, json!({"stream": "echo", "payload": "still here"}));
-    first.send_json_to(&json!({"stream": "echo", "payload": "me too"})).await;
-    assert_eq!(first.receive_json_from().await, json!({"stream": "echo", "payload": "me too"}));
+    first
+        .send_json_to(&json!({"stream": "bad", "payload": 1}))
+        .await;
+    second
+        .send_json_to(&json!({"stream": "bad", "payload": 1}))
+        .await;
+    second
+        .send_json_to(&json!({"stream": "echo", "payload": "still here"}))
+        .await;
+    assert_eq!(
+        second.receive_json_from().await,
+        json!({"stream": "echo", "payload": "still here"})
+    );
+    first
+        .send_json_to(&json!({"stream": "echo", "payload": "me too"}))
+        .await;
+    assert_eq!(
+        first.receive_json_from().await,
+        json!({"stream": "echo", "payload": "me too"})
+    );
 }
 
 /// A consumer that owns the whole socket (no demultiplexer) and panics.
 struct PanicsAlone;
 
 impl Consumer for PanicsAlone {
-    async fn receive_text(&mut self, _ctx: &chanmux::Context, _text: chanmux::Text) -> Result<(), chanmux::BoxError> {
+    async fn receive_text(
+        &mut self,
+        _ctx: &chanmux::Context,
+        _text: chanmux::Text,
+    ) -> Result<(), chanmux::BoxError> {
         panic!("alone")
     }
 }
@@ -92,5 +140,8 @@ async fn a_top_level_consumer_that_panics_closes_its_socket_with_1011() {
     let mut comm = Communicator::new(|| PanicsAlone, "/");
     assert!(comm.connect().await.is_accepted());
     comm.send_text_to("hi").await;
-    assert_eq!(comm.receive_close().await, Some(CloseFrame::new(1011, "consumer error")));
+    assert_eq!(
+        comm.receive_close().await,
+        Some(CloseFrame::new(1011, "consumer error"))
+    );
 }

@@ -1,15 +1,20 @@
 //! Payloads come back byte for byte (3l).
 
-use chanmux::testing::Communicator;
 use chanmux::Demultiplexer;
+use chanmux::testing::Communicator;
 
 use crate::support::*;
 
 async fn echo_raw(payload: &str) -> String {
-    let demux = Demultiplexer::builder().stream("echostream", || Echo).build();
+    let demux = Demultiplexer::builder()
+        .stream("echostream", || Echo)
+        .build();
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
-    comm.send_text_to(&format!(r#"{{"stream": "echostream", "payload": {payload}}}"#)).await;
+    comm.send_text_to(&format!(
+        r#"{{"stream": "echostream", "payload": {payload}}}"#
+    ))
+    .await;
     let reply = comm.receive_text_from().await;
     let prefix = r#"{"stream":"echostream","payload":"#;
     assert!(reply.starts_with(prefix) && reply.ends_with('}'), "{reply}");
@@ -55,11 +60,25 @@ async fn payloads_nested_a_thousand_levels_deep_echo_without_overflow() {
 
 #[tokio::test]
 async fn non_json_number_tokens_are_rejected() {
-    let demux = Demultiplexer::builder().stream("echostream", || Echo).build();
+    let demux = Demultiplexer::builder()
+        .stream("echostream", || Echo)
+        .build();
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
-    for token in ["NaN", "Infinity", "-Infinity", "+1", "01", "1.", ".5", "0x10"] {
-        comm.send_text_to(&format!(r#"{{"stream": "echostream", "payload": {token}}}"#)).await;
+    for token in [
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "+1",
+        "01",
+        "1.",
+        ".5",
+        "0x10",
+    ] {
+        comm.send_text_to(&format!(
+            r#"{{"stream": "echostream", "payload": {token}}}"#
+        ))
+        .await;
         assert_error_frame(&comm.receive_json_from().await, "invalid_json", None);
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use chanmux::testing::{Communicator, Output};
 use chanmux::transport::CloseFrame;
-use chanmux::{BoxError, ConnectionConfig, Consumer, Context, Demultiplexer, Streams, DemultiplexerBuilder};
+use chanmux::{
+    BoxError, ConnectionConfig, Consumer, Context, Demultiplexer, DemultiplexerBuilder, Streams,
+};
 use http::StatusCode;
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -19,7 +21,10 @@ fn recorders(log: &Log, names: &[&'static str]) -> Demultiplexer {
         .iter()
         .fold(Demultiplexer::builder(), |builder, &name| {
             let log = log.clone();
-            builder.stream(name, move || Recorder { name, log: log.clone() })
+            builder.stream(name, move || Recorder {
+                name,
+                log: log.clone(),
+            })
         })
         .build()
 }
@@ -34,7 +39,14 @@ async fn every_stream_consumer_receives_connect_and_disconnect_with_the_code() {
     entries.sort();
     assert_eq!(
         entries,
-        ["a connect", "a disconnect 4321", "b connect", "b disconnect 4321", "c connect", "c disconnect 4321"]
+        [
+            "a connect",
+            "a disconnect 4321",
+            "b connect",
+            "b disconnect 4321",
+            "c connect",
+            "c disconnect 4321"
+        ]
     );
 }
 
@@ -44,7 +56,9 @@ async fn the_socket_is_accepted_as_soon_as_the_first_stream_accepts() {
     let later = gate.clone();
     let demux = Demultiplexer::builder()
         .stream("never", || NeverAccept)
-        .stream("later", move || AcceptLater { gate: later.clone() })
+        .stream("later", move || AcceptLater {
+            gate: later.clone(),
+        })
         .build();
     let mut comm = Communicator::new(demux, "/");
     let opener = gate.clone();
@@ -54,40 +68,71 @@ async fn the_socket_is_accepted_as_soon_as_the_first_stream_accepts() {
     });
     let started = Instant::now();
     assert!(comm.connect().await.is_accepted());
-    assert_eq!(started.elapsed(), Duration::from_secs(2), "not at the 5 s timeout");
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "later", "payload": {"ready": true}}));
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(2),
+        "not at the 5 s timeout"
+    );
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "later", "payload": {"ready": true}})
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn all_streams_refusing_refuses_at_once_with_403() {
-    let demux = Demultiplexer::builder().stream("a", || Refuse).stream("b", || Refuse).build();
+    let demux = Demultiplexer::builder()
+        .stream("a", || Refuse)
+        .stream("b", || Refuse)
+        .build();
     let mut comm = Communicator::new(demux, "/");
     let started = Instant::now();
-    assert_eq!(comm.connect().await.refusal_status(), Some(StatusCode::FORBIDDEN));
-    assert_eq!(started.elapsed(), Duration::ZERO, "no need to wait for the timeout");
+    assert_eq!(
+        comm.connect().await.refusal_status(),
+        Some(StatusCode::FORBIDDEN)
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "no need to wait for the timeout"
+    );
 }
 
 #[tokio::test]
 async fn refusals_mixed_with_failures_give_403_and_failures_only_give_500() {
-    let mixed = Demultiplexer::builder().stream("a", || Refuse).stream("b", || RaiseInConnect).build();
+    let mixed = Demultiplexer::builder()
+        .stream("a", || Refuse)
+        .stream("b", || RaiseInConnect)
+        .build();
     let mut comm = Communicator::new(mixed, "/");
-    assert_eq!(comm.connect().await.refusal_status(), Some(StatusCode::FORBIDDEN));
+    assert_eq!(
+        comm.connect().await.refusal_status(),
+        Some(StatusCode::FORBIDDEN)
+    );
 
     let failing = Demultiplexer::builder()
         .stream("a", || RaiseInConnect)
         .stream("b", || PanicInConnect)
         .build();
     let mut comm = Communicator::new(failing, "/");
-    assert_eq!(comm.connect().await.refusal_status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+    assert_eq!(
+        comm.connect().await.refusal_status(),
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_connect_timeout_is_configurable() {
-    let demux = Demultiplexer::builder().stream("never", || NeverAccept).build();
+    let demux = Demultiplexer::builder()
+        .stream("never", || NeverAccept)
+        .build();
     let config = ConnectionConfig::default().with_connect_timeout(Duration::from_millis(250));
     let mut comm = Communicator::new(demux, "/").config(config);
     let started = Instant::now();
-    assert_eq!(comm.connect().await.refusal_status(), Some(StatusCode::FORBIDDEN));
+    assert_eq!(
+        comm.connect().await.refusal_status(),
+        Some(StatusCode::FORBIDDEN)
+    );
     assert_eq!(started.elapsed(), Duration::from_millis(250));
 }
 
@@ -97,34 +142,63 @@ async fn frames_reach_a_stream_only_once_it_has_accepted() {
     let later = gate.clone();
     let demux = Demultiplexer::builder()
         .stream("echo", || Echo)
-        .stream("later", move || AcceptLater { gate: later.clone() })
+        .stream("later", move || AcceptLater {
+            gate: later.clone(),
+        })
         .build();
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
 
-    comm.send_json_to(&json!({"stream": "later", "payload": "early"})).await;
-    assert_error_frame(&comm.receive_json_from().await, "stream_not_accepting", Some("later"));
+    comm.send_json_to(&json!({"stream": "later", "payload": "early"}))
+        .await;
+    assert_error_frame(
+        &comm.receive_json_from().await,
+        "stream_not_accepting",
+        Some("later"),
+    );
 
     gate.add_permits(1);
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "later", "payload": {"ready": true}}));
-    comm.send_json_to(&json!({"stream": "later", "payload": "on time"})).await;
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "later", "payload": "on time"}));
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "later", "payload": {"ready": true}})
+    );
+    comm.send_json_to(&json!({"stream": "later", "payload": "on time"}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "later", "payload": "on time"})
+    );
 }
 
 #[tokio::test]
 async fn the_last_stream_closing_closes_the_socket_with_its_code() {
-    let demux = Demultiplexer::builder().stream("closewithcode", || CloseWithCode).build();
+    let demux = Demultiplexer::builder()
+        .stream("closewithcode", || CloseWithCode)
+        .build();
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
-    comm.send_json_to(&json!({"stream": "closewithcode", "payload": 1})).await;
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "closewithcode", "payload": 1}));
-    assert_eq!(comm.receive_close().await, Some(CloseFrame::new(4001, "bye")));
+    comm.send_json_to(&json!({"stream": "closewithcode", "payload": 1}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "closewithcode", "payload": 1})
+    );
+    assert_eq!(
+        comm.receive_close().await,
+        Some(CloseFrame::new(4001, "bye"))
+    );
 
-    let demux = Demultiplexer::builder().stream("closeafterfirst", || CloseAfterFirst).build();
+    let demux = Demultiplexer::builder()
+        .stream("closeafterfirst", || CloseAfterFirst)
+        .build();
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
-    comm.send_json_to(&json!({"stream": "closeafterfirst", "payload": 1})).await;
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "closeafterfirst", "payload": 1}));
+    comm.send_json_to(&json!({"stream": "closeafterfirst", "payload": 1}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "closeafterfirst", "payload": 1})
+    );
     assert_eq!(comm.receive_close().await, Some(CloseFrame::new(1000, "")));
 }
 
@@ -136,8 +210,12 @@ async fn the_socket_closes_when_the_last_accepting_stream_closes_even_if_others_
         .build();
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
-    comm.send_json_to(&json!({"stream": "closeafterfirst", "payload": 1})).await;
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "closeafterfirst", "payload": 1}));
+    comm.send_json_to(&json!({"stream": "closeafterfirst", "payload": 1}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "closeafterfirst", "payload": 1})
+    );
     assert_eq!(comm.receive_close().await, Some(CloseFrame::new(1000, "")));
 }
 
@@ -149,7 +227,8 @@ struct CloseOnDisconnect {
 impl Consumer for CloseOnDisconnect {
     async fn disconnect(&mut self, ctx: &Context, code: u16) -> Result<(), BoxError> {
         let outcome = ctx.close_with(4999, "late").await;
-        self.log.push(format!("disconnect {code}, close {outcome:?}"));
+        self.log
+            .push(format!("disconnect {code}, close {outcome:?}"));
         Ok(())
     }
 }
@@ -159,7 +238,9 @@ async fn a_stream_closing_while_the_client_disconnects_sends_no_close() {
     let log = Log::default();
     let consumer_log = log.clone();
     let demux = Demultiplexer::builder()
-        .stream("s", move || CloseOnDisconnect { log: consumer_log.clone() })
+        .stream("s", move || CloseOnDisconnect {
+            log: consumer_log.clone(),
+        })
         .build();
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
@@ -170,12 +251,16 @@ async fn a_stream_closing_while_the_client_disconnects_sends_no_close() {
 
 #[tokio::test]
 async fn frames_keep_their_order_within_each_stream_both_ways() {
-    let demux = Demultiplexer::builder().stream("a", || Echo).stream("b", || AltEcho).build();
+    let demux = Demultiplexer::builder()
+        .stream("a", || Echo)
+        .stream("b", || AltEcho)
+        .build();
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
     for i in 0..200 {
         let stream = if i % 3 == 0 { "b" } else { "a" };
-        comm.send_json_to(&json!({"stream": stream, "payload": i})).await;
+        comm.send_json_to(&json!({"stream": stream, "payload": i}))
+            .await;
     }
     let (mut next_a, mut next_b) = (Vec::new(), Vec::new());
     for _ in 0..200 {
@@ -202,13 +287,24 @@ async fn a_slow_handler_on_one_stream_does_not_delay_another_stream() {
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
 
-    comm.send_json_to(&json!({"stream": "slow", "payload": "x"})).await;
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "slow", "payload": {"started": "x"}}));
-    comm.send_json_to(&json!({"stream": "fast", "payload": "y"})).await;
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "fast", "payload": "y"}));
+    comm.send_json_to(&json!({"stream": "slow", "payload": "x"}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "slow", "payload": {"started": "x"}})
+    );
+    comm.send_json_to(&json!({"stream": "fast", "payload": "y"}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "fast", "payload": "y"})
+    );
 
     gate.add_permits(1);
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "slow", "payload": "x"}));
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "slow", "payload": "x"})
+    );
 }
 
 struct SeedDemultiplexer;
@@ -225,11 +321,15 @@ impl Streams for SeedDemultiplexer {
 #[tokio::test]
 async fn a_type_listing_its_streams_builds_the_same_demultiplexer() {
     let demux = Demultiplexer::from_streams(SeedDemultiplexer);
-    assert_eq!(demux.stream_names().collect::<Vec<_>>(), ["echostream", "altechostream"]);
+    assert_eq!(
+        demux.stream_names().collect::<Vec<_>>(),
+        ["echostream", "altechostream"]
+    );
     assert_eq!(demux.config().max_frame_size, 1000);
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
-    comm.send_json_to(&json!({"stream": "altechostream", "payload": null})).await;
+    comm.send_json_to(&json!({"stream": "altechostream", "payload": null}))
+        .await;
     assert_eq!(
         comm.receive_json_from().await,
         json!({"stream": "altechostream", "payload": {"received": null, "alt_value": 123}})
@@ -242,13 +342,15 @@ async fn a_demultiplexer_nests_inside_a_stream_of_another() {
     let outer = Demultiplexer::builder().stream("inner", inner).build();
     let mut comm = Communicator::new(outer, "/");
     assert!(comm.connect().await.is_accepted());
-    comm.send_json_to(&json!({"stream": "inner", "payload": {"stream": "echo", "payload": [1]}})).await;
+    comm.send_json_to(&json!({"stream": "inner", "payload": {"stream": "echo", "payload": [1]}}))
+        .await;
     assert_eq!(
         comm.receive_json_from().await,
         json!({"stream": "inner", "payload": {"stream": "echo", "payload": [1]}})
     );
     // Bad input for the inner demultiplexer is answered inside the outer envelope.
-    comm.send_json_to(&json!({"stream": "inner", "payload": {"stream": "nope", "payload": 0}})).await;
+    comm.send_json_to(&json!({"stream": "inner", "payload": {"stream": "nope", "payload": 0}}))
+        .await;
     let reply = comm.receive_json_from().await;
     assert_eq!(reply["stream"], "inner");
     assert_error_frame(&reply["payload"], "unknown_stream", Some("nope"));
@@ -267,10 +369,15 @@ async fn sending_before_accepting_is_an_error_not_a_frame() {
     }
     let log = Log::default();
     let consumer_log = log.clone();
-    let demux = Demultiplexer::builder().stream("s", move || SendsEarly(consumer_log.clone())).build();
+    let demux = Demultiplexer::builder()
+        .stream("s", move || SendsEarly(consumer_log.clone()))
+        .build();
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
-    assert_eq!(comm.receive_output().await, Ok(Output::Text(r#"{"stream":"s","payload":2}"#.into())));
+    assert_eq!(
+        comm.receive_output().await,
+        Ok(Output::Text(r#"{"stream":"s","payload":2}"#.into()))
+    );
     assert_eq!(log.entries(), ["Err(NotAccepted)", "Ok(())"]);
 }
 
@@ -295,5 +402,8 @@ async fn a_server_close_ends_the_connection_after_the_close_timeout_if_the_clien
     assert!(!comm.is_finished(), "waits for the client's close reply");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(comm.is_finished());
-    assert_eq!(comm.receive_close().await, Some(CloseFrame::new(4002, "done")));
+    assert_eq!(
+        comm.receive_close().await,
+        Some(CloseFrame::new(4002, "done"))
+    );
 }

@@ -23,15 +23,28 @@ async fn a_full_stream_queue_answers_stream_overloaded_while_other_streams_flow(
     assert!(comm.connect().await.is_accepted());
 
     // The first frame is taken by the handler, which then waits at the gate.
-    comm.send_json_to(&json!({"stream": "slow", "payload": 0})).await;
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "slow", "payload": {"started": 0}}));
+    comm.send_json_to(&json!({"stream": "slow", "payload": 0}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "slow", "payload": {"started": 0}})
+    );
     // Two more fill the queue; the fourth is refused, and said so.
     for i in 1..=3 {
-        comm.send_json_to(&json!({"stream": "slow", "payload": i})).await;
+        comm.send_json_to(&json!({"stream": "slow", "payload": i}))
+            .await;
     }
-    assert_error_frame(&comm.receive_json_from().await, "stream_overloaded", Some("slow"));
-    comm.send_json_to(&json!({"stream": "echo", "payload": "flows"})).await;
-    assert_eq!(comm.receive_json_from().await, json!({"stream": "echo", "payload": "flows"}));
+    assert_error_frame(
+        &comm.receive_json_from().await,
+        "stream_overloaded",
+        Some("slow"),
+    );
+    comm.send_json_to(&json!({"stream": "echo", "payload": "flows"}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "echo", "payload": "flows"})
+    );
 
     // Released, the stream handles exactly what was queued, in order.
     gate.add_permits(3);
@@ -46,7 +59,10 @@ async fn a_full_stream_queue_answers_stream_overloaded_while_other_streams_flow(
         }
     }
     assert_eq!(echoed, [0, 1, 2]);
-    assert!(comm.receive_nothing().await, "frame 3 was dropped, not delayed");
+    assert!(
+        comm.receive_nothing().await,
+        "frame 3 was dropped, not delayed"
+    );
 }
 
 /// Sends as fast as it can from connect on, logging how the sends end.
@@ -79,21 +95,37 @@ impl Consumer for Flood {
 async fn a_client_that_stops_reading_is_disconnected_with_1013_after_the_timeout() {
     let log = Log::default();
     let consumer_log = log.clone();
-    let demux = Demultiplexer::builder().stream("flood", move || Flood { log: consumer_log.clone() }).build();
+    let demux = Demultiplexer::builder()
+        .stream("flood", move || Flood {
+            log: consumer_log.clone(),
+        })
+        .build();
     let config = ConnectionConfig::default()
         .with_outbound_capacity(8)
         .with_slow_client_timeout(Duration::from_secs(3));
-    let mut comm = Communicator::new(demux, "/").config(config).client_buffer(4);
+    let mut comm = Communicator::new(demux, "/")
+        .config(config)
+        .client_buffer(4);
     assert!(comm.connect().await.is_accepted());
 
     // The client reads nothing. Queues fill, sends wait; memory stays bounded.
     tokio::time::sleep(Duration::from_millis(2900)).await;
-    assert!(log.entries().is_empty(), "still within the timeout: {:?}", log.entries());
+    assert!(
+        log.entries().is_empty(),
+        "still within the timeout: {:?}",
+        log.entries()
+    );
     // At the timeout the server tries for up to 1 s to send a 1013 close
     // (which cannot get through a full buffer), then drops the client.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(comm.is_finished(), "the connection ended");
-    assert_eq!(log.entries(), [format!("send failed: {:?}", SendError::Closed), "disconnect 1013".into()]);
+    assert_eq!(
+        log.entries(),
+        [
+            format!("send failed: {:?}", SendError::Closed),
+            "disconnect 1013".into()
+        ]
+    );
 
     // What reached the client is an unbroken run from the start, and at most
     // the bounded buffers' worth.

@@ -24,7 +24,8 @@ pub struct AltEcho;
 impl JsonConsumer for AltEcho {
     type Message = Value;
     async fn receive_json(&mut self, ctx: &Context, message: Value) -> Result<(), BoxError> {
-        ctx.send_json(&json!({"received": message, "alt_value": 123})).await?;
+        ctx.send_json(&json!({"received": message, "alt_value": 123}))
+            .await?;
         Ok(())
     }
 }
@@ -139,7 +140,8 @@ impl Consumer for Recorder {
         Ok(())
     }
     async fn receive_text(&mut self, ctx: &Context, text: Text) -> Result<(), BoxError> {
-        self.log.push(format!("{} receive {}", self.name, text.as_str()));
+        self.log
+            .push(format!("{} receive {}", self.name, text.as_str()));
         ctx.send_text(text).await?;
         Ok(())
     }
@@ -205,11 +207,21 @@ impl Consumer for AcceptLater {
 
 /// The error frame the demultiplexer sends for `code`, with any message.
 pub fn assert_error_frame(frame: &Value, code: &str, stream: Option<&str>) {
-    let object = frame.as_object().unwrap_or_else(|| panic!("not an object: {frame}"));
-    assert_eq!(object.len(), 2, "error frames have exactly `error` and `stream`: {frame}");
+    let object = frame
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {frame}"));
+    assert_eq!(
+        object.len(),
+        2,
+        "error frames have exactly `error` and `stream`: {frame}"
+    );
     assert_eq!(frame["error"]["code"], code, "{frame}");
     assert!(frame["error"]["message"].is_string(), "{frame}");
-    assert_eq!(frame["stream"], stream.map_or(Value::Null, Value::from), "{frame}");
+    assert_eq!(
+        frame["stream"],
+        stream.map_or(Value::Null, Value::from),
+        "{frame}"
+    );
     assert!(frame.get("payload").is_none());
 }
 

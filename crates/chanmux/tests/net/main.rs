@@ -1,0 +1,277 @@
+//! The axum integration over real loopback sockets with a real WebSocket
+//! client: what reaches the scope, the handshake's HTTP answers, subprotocols
+//! and transport limits.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use chanmux::axum::{ConnectionAddrs, websocket, websocket_with_config};
+use chanmux::{BoxError, ConnectionConfig, Consumer, Context, Demultiplexer};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use support::*;
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<ConnectionAddrs>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+async fn connect(
+    addr: SocketAddr,
+    path: &str,
+    protocols: Option<&str>,
+) -> Result<(Client, http::HeaderMap), WsError> {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    if let Some(protocols) = protocols {
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocols.parse().unwrap());
+    }
+    request
+        .headers_mut()
+        .insert("x-user", "ann".parse().unwrap());
+    let (client, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("handshake answered in time")?;
+    Ok((client, response.headers().clone()))
+}
+
+async fn next_json(client: &mut Client) -> Value {
+    match tokio::time::timeout(WAIT, client.next())
+        .await
+        .expect("a message in time")
+    {
+        Some(Ok(Message::Text(text))) => serde_json::from_str(&text).unwrap(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// A marker a middleware layer puts in request extensions.
+#[derive(Clone)]
+struct User(&'static str);
+
+/// Reports what its scope holds, then echoes.
+struct ScopeReporter;
+
+impl Consumer for ScopeReporter {
+    async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
+        ctx.accept_subprotocol("b").await?;
+        let scope = ctx.scope();
+        ctx.send_json(&json!({
+            "path": scope.path,
+            "query": scope.query_string,
+            "header": scope.header("x-user"),
+            "room": scope.path_param("room"),
+            "user": scope.extensions.get::<User>().map(|u| u.0),
+            "client_is_loopback": scope.client.is_some_and(|a| a.ip().is_loopback()),
+            "server": scope.server.map(|a| a.to_string()),
+            "subprotocols": scope.subprotocols,
+        }))
+        .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_scope_carries_path_query_headers_params_extensions_and_addresses() {
+    let demux = Demultiplexer::builder()
+        .stream("scope", || ScopeReporter)
+        .build();
+    let app = Router::new()
+        .route("/ws/{room}/", websocket(demux))
+        .layer(axum::Extension(User("admin")));
+    let addr = serve(app).await;
+    let (mut client, _) = connect(addr, "/ws/lobby/?token=abc", Some("a, b"))
+        .await
+        .unwrap();
+    let reply = next_json(&mut client).await;
+    assert_eq!(reply["stream"], "scope");
+    assert_eq!(
+        reply["payload"],
+        json!({
+            "path": "/ws/lobby/",
+            "query": "token=abc",
+            "header": "ann",
+            "room": "lobby",
+            "user": "admin",
+            "client_is_loopback": true,
+            "server": addr.to_string(),
+            "subprotocols": ["a", "b"],
+        })
+    );
+}
+
+/// Accepts with the subprotocol `chat.v2` if offered.
+struct PicksSubprotocol;
+
+impl Consumer for PicksSubprotocol {
+    async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
+        match ctx.accept_subprotocol("chat.v2").await {
+            Ok(()) => Ok(()),
+            Err(_) => Ok(ctx.accept().await?),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_can_choose_the_subprotocol() {
+    let addr = serve(Router::new().route("/ws/", websocket(|| PicksSubprotocol))).await;
+    let (_client, headers) = connect(addr, "/ws/", Some("chat.v1, chat.v2"))
+        .await
+        .unwrap();
+    assert_eq!(headers.get("sec-websocket-protocol").unwrap(), "chat.v2");
+    let (_client, headers) = connect(addr, "/ws/", None).await.unwrap();
+    assert!(headers.get("sec-websocket-protocol").is_none());
+}
+
+fn status(error: WsError) -> u16 {
+    match error {
+        WsError::Http(response) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn refusals_answer_the_upgrade_with_403_or_500() {
+    let config = ConnectionConfig::default().with_connect_timeout(Duration::from_millis(200));
+    let app = Router::new()
+        .route(
+            "/refuse/",
+            websocket(Demultiplexer::builder().stream("s", || Refuse).build()),
+        )
+        .route(
+            "/raise/",
+            websocket(
+                Demultiplexer::builder()
+                    .stream("s", || RaiseInConnect)
+                    .build(),
+            ),
+        )
+        .route("/panic/", websocket(|| PanicInConnect))
+        .route(
+            "/never/",
+            websocket_with_config(
+                Demultiplexer::builder().stream("s", || NeverAccept).build(),
+                config,
+            ),
+        );
+    let addr = serve(app).await;
+    assert_eq!(
+        status(connect(addr, "/refuse/", None).await.unwrap_err()),
+        403
+    );
+    assert_eq!(
+        status(connect(addr, "/raise/", None).await.unwrap_err()),
+        500
+    );
+    assert_eq!(
+        status(connect(addr, "/panic/", None).await.unwrap_err()),
+        500
+    );
+    assert_eq!(
+        status(connect(addr, "/never/", None).await.unwrap_err()),
+        403
+    );
+}
+
+#[tokio::test]
+async fn a_message_over_the_transport_limit_closes_with_1009_and_other_connections_go_on() {
+    let demux = Demultiplexer::builder()
+        .stream("echo", || Echo)
+        .max_frame_size(1024)
+        .build();
+    let config = ConnectionConfig::default().with_max_message_size(4096);
+    let addr = serve(Router::new().route("/ws/", websocket_with_config(demux, config))).await;
+    let (mut other, _) = connect(addr, "/ws/", None).await.unwrap();
+    let (mut client, _) = connect(addr, "/ws/", None).await.unwrap();
+
+    // Between the two limits: an error frame, and the socket stays.
+    client
+        .send(Message::text(format!(
+            r#"{{"stream":"echo","payload":"{}"}}"#,
+            "x".repeat(2000)
+        )))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut client).await["error"]["code"],
+        "frame_too_large"
+    );
+    // Over the transport limit: the socket closes with 1009.
+    let _ = client.send(Message::text("y".repeat(8000))).await;
+    let close = loop {
+        match tokio::time::timeout(WAIT, client.next()).await.unwrap() {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close, got {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Size));
+
+    other
+        .send(Message::text(r#"{"stream":"echo","payload":"fine"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut other).await,
+        json!({"stream": "echo", "payload": "fine"})
+    );
+}
+
+#[tokio::test]
+async fn many_connections_each_get_their_own_consumers() {
+    let log = Log::default();
+    let recorder_log = log.clone();
+    let demux = Demultiplexer::builder()
+        .stream("r", move || Recorder {
+            name: "r",
+            log: recorder_log.clone(),
+        })
+        .build();
+    let addr = serve(Router::new().route("/ws/", websocket(demux))).await;
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let (mut client, _) = connect(addr, "/ws/", None).await.unwrap();
+        client
+            .send(Message::text(format!(r#"{{"stream":"r","payload":{i}}}"#)))
+            .await
+            .unwrap();
+        clients.push(client);
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(
+            next_json(client).await,
+            json!({"stream": "r", "payload": i})
+        );
+    }
+    assert_eq!(
+        log.entries()
+            .iter()
+            .filter(|e| e.ends_with("connect"))
+            .count(),
+        20
+    );
+}
