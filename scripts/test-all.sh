@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The project's one test command (README, .ci/run): formatting, lints, every
+# test (unit, property, communicator, loopback, doc), the benchmarks run once
+# as tests, and the docs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+echo "== cargo test (unit, integration, loopback, doc)"
+cargo test --workspace --all-features --locked
+
+echo "== benchmarks, each run once as a test"
+cargo test --workspace --all-features --locked --benches
+
+echo "== feature combinations"
+cargo check -p chanmux --no-default-features --locked
+cargo check -p chanmux --no-default-features --features test-util --locked
+
+echo "== cargo doc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
+
+echo "== all checks passed"
