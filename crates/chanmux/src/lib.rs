@@ -134,3 +134,8 @@ pub use router::PathRouter;
 pub use scope::Scope;
 pub use shutdown::Shutdown;
 pub use text::Text;
+
+// Compiles and runs the README's Rust examples as doc tests, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
