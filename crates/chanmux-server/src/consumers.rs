@@ -1,8 +1,9 @@
 //! The consumers of the reference test suite, served by the demo and the
 //! conformance example.
 
-use chanmux::{BoxError, Consumer, Context, JsonConsumer, Text};
-use serde_json::{Value, json};
+use chanmux::{BoxError, Consumer, Context, Text};
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 /// `echostream`: sends every payload back unchanged.
 #[derive(Debug, Default)]
@@ -16,15 +17,26 @@ impl Consumer for Echo {
 }
 
 /// `altechostream`: replies `{"received": <payload>, "alt_value": 123}`.
+///
+/// The payload is embedded as raw JSON, so it keeps its exact text (a parsed
+/// value would turn `1e3` into `1000.0`) and the keys keep this order.
 #[derive(Debug, Default)]
 pub struct AltEcho;
 
-impl JsonConsumer for AltEcho {
-    type Message = Value;
+#[derive(Serialize)]
+struct AltReply<'a> {
+    received: &'a RawValue,
+    alt_value: u32,
+}
 
-    async fn receive_json(&mut self, ctx: &Context, message: Value) -> Result<(), BoxError> {
-        ctx.send_json(&json!({"received": message, "alt_value": 123}))
-            .await?;
+impl Consumer for AltEcho {
+    async fn receive_text(&mut self, ctx: &Context, text: Text) -> Result<(), BoxError> {
+        let received: &RawValue = serde_json::from_str(text.as_str())?;
+        ctx.send_json(&AltReply {
+            received,
+            alt_value: 123,
+        })
+        .await?;
         Ok(())
     }
 }

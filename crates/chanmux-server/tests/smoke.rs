@@ -255,6 +255,19 @@ async fn payloads_come_back_byte_for_byte_over_a_real_socket() {
             }
             other => panic!("{other:?}"),
         }
+        // The alt stream embeds the payload as raw JSON: exact text too.
+        send(
+            &mut client,
+            &format!(r#"{{"stream":"altechostream","payload":{payload}}}"#),
+        )
+        .await;
+        let expected = format!(
+            r#"{{"stream":"altechostream","payload":{{"received":{payload},"alt_value":123}}}}"#
+        );
+        match next(&mut client).await {
+            Message::Text(text) => assert_eq!(text.as_str(), expected),
+            other => panic!("{other:?}"),
+        }
     }
     hang_up(client).await;
     server.stop().await;
