@@ -275,3 +275,199 @@ async fn many_connections_each_get_their_own_consumers() {
         20
     );
 }
+
+/// Waits (bounded) until `condition` holds; for effects seen only in a log.
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn consumers_hear_the_clients_close_code_over_a_socket() {
+    let log = Log::default();
+    let (a, b) = (log.clone(), log.clone());
+    let demux = Demultiplexer::builder()
+        .stream("a", move || Recorder {
+            name: "a",
+            log: a.clone(),
+        })
+        .stream("b", move || Recorder {
+            name: "b",
+            log: b.clone(),
+        })
+        .build();
+    let addr = serve(Router::new().route("/ws/", websocket(demux))).await;
+    let (mut client, _) = connect(addr, "/ws/", None).await.unwrap();
+    client
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: CloseCode::from(4000),
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
+    wait_until("both disconnects", || {
+        log.contains("a disconnect 4000") && log.contains("b disconnect 4000")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_panicking_stream_leaves_the_others_serving_over_a_socket() {
+    let demux = Demultiplexer::builder()
+        .stream("bad", || PanicOnReceive)
+        .stream("echo", || Echo)
+        .build();
+    let addr = serve(Router::new().route("/ws/", websocket(demux))).await;
+    let (mut client, _) = connect(addr, "/ws/", None).await.unwrap();
+    client
+        .send(Message::text(r#"{"stream":"bad","payload":1}"#))
+        .await
+        .unwrap();
+    client
+        .send(Message::text(r#"{"stream":"echo","payload":2}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"stream": "echo", "payload": 2})
+    );
+    client
+        .send(Message::text(r#"{"stream":"bad","payload":3}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut client).await["error"]["code"],
+        "stream_not_accepting"
+    );
+}
+
+#[tokio::test]
+async fn order_is_kept_per_stream_over_a_socket() {
+    let demux = Demultiplexer::builder()
+        .stream("a", || Echo)
+        .stream("b", || Echo)
+        .build();
+    let addr = serve(Router::new().route("/ws/", websocket(demux))).await;
+    let (mut client, _) = connect(addr, "/ws/", None).await.unwrap();
+    for i in 0..500 {
+        let stream = if i % 2 == 0 { "a" } else { "b" };
+        client
+            .feed(Message::text(format!(
+                r#"{{"stream":"{stream}","payload":{i}}}"#
+            )))
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..500 {
+        let reply = next_json(&mut client).await;
+        let n = reply["payload"].as_i64().unwrap();
+        if reply["stream"] == "a" {
+            a.push(n)
+        } else {
+            b.push(n)
+        }
+    }
+    assert_eq!(a, (0..500).filter(|i| i % 2 == 0).collect::<Vec<_>>());
+    assert_eq!(b, (0..500).filter(|i| i % 2 == 1).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn an_overloaded_stream_says_so_over_a_socket() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let held = gate.clone();
+    let demux = Demultiplexer::builder()
+        .stream("slow", move || Gated { gate: held.clone() })
+        .stream("echo", || Echo)
+        .stream_queue_capacity(1)
+        .build();
+    let addr = serve(Router::new().route("/ws/", websocket(demux))).await;
+    let (mut client, _) = connect(addr, "/ws/", None).await.unwrap();
+    client
+        .send(Message::text(r#"{"stream":"slow","payload":0}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"stream": "slow", "payload": {"started": 0}})
+    );
+    client
+        .send(Message::text(r#"{"stream":"slow","payload":1}"#))
+        .await
+        .unwrap();
+    client
+        .send(Message::text(r#"{"stream":"slow","payload":2}"#))
+        .await
+        .unwrap();
+    let reply = next_json(&mut client).await;
+    assert_eq!(reply["error"]["code"], "stream_overloaded");
+    assert_eq!(reply["stream"], "slow");
+    client
+        .send(Message::text(r#"{"stream":"echo","payload":"flows"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"stream": "echo", "payload": "flows"})
+    );
+    gate.add_permits(2);
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"stream": "slow", "payload": 0})
+    );
+}
+
+/// Sends 64 KiB messages as fast as the connection takes them.
+struct Firehose {
+    log: Log,
+}
+
+impl Consumer for Firehose {
+    async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
+        ctx.accept().await?;
+        let ctx = ctx.clone();
+        let log = self.log.clone();
+        let chunk = format!("\"{}\"", "z".repeat(64 * 1024));
+        tokio::spawn(async move {
+            loop {
+                if ctx.send_text(chunk.clone()).await.is_err() {
+                    log.push("send failed");
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+    async fn disconnect(&mut self, _ctx: &Context, code: u16) -> Result<(), BoxError> {
+        self.log.push(format!("disconnect {code}"));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_with_1013_over_a_socket() {
+    let log = Log::default();
+    let firehose_log = log.clone();
+    let demux = Demultiplexer::builder()
+        .stream("firehose", move || Firehose {
+            log: firehose_log.clone(),
+        })
+        .build();
+    let config = ConnectionConfig::default().with_slow_client_timeout(Duration::from_millis(500));
+    let addr = serve(Router::new().route("/ws/", websocket_with_config(demux, config))).await;
+    let (client, _) = connect(addr, "/ws/", None).await.unwrap();
+    // The client never reads: kernel buffers fill, then the server's writes stall.
+    wait_until("the slow client to be dropped", || {
+        log.contains("disconnect 1013")
+    })
+    .await;
+    assert!(log.contains("send failed"));
+    drop(client);
+}
