@@ -176,7 +176,7 @@ fn from_axum(message: Message) -> Frame {
 
 fn to_axum(frame: Frame) -> Message {
     match frame {
-        Frame::Text(text) => Message::Text(text.into_string().into()),
+        Frame::Text(text) => Message::Text(text.into_axum()),
         Frame::Binary(data) => Message::Binary(data),
         Frame::Ping(data) => Message::Ping(data),
         Frame::Pong(data) => Message::Pong(data),

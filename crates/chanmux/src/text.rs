@@ -102,6 +102,25 @@ impl Text {
         self.json
     }
 
+    /// Back to axum's type: the original buffer when this is a whole
+    /// received frame, else the owned string (neither copies).
+    #[cfg(feature = "axum")]
+    pub(crate) fn into_axum(self) -> axum::extract::ws::Utf8Bytes {
+        let whole = self.start == 0 && self.end == self.buf_len();
+        match self.buf {
+            Buf::Axum(bytes) if whole => bytes,
+            buf => Text { buf, ..self }.into_string().into(),
+        }
+    }
+
+    #[cfg(feature = "axum")]
+    fn buf_len(&self) -> usize {
+        match &self.buf {
+            Buf::Owned(s) => s.len(),
+            Buf::Axum(b) => b.as_str().len(),
+        }
+    }
+
     #[cfg(feature = "axum")]
     pub(crate) fn from_axum(bytes: axum::extract::ws::Utf8Bytes) -> Self {
         let end = bytes.as_str().len();

@@ -60,20 +60,50 @@ impl Refusal {
 }
 
 /// An accepted connection, waiting for its socket.
+///
+/// Dropping it without calling [`serve`](Accepted::serve) (the upgrade
+/// failed, say) tells the consumer the client is gone, as a disconnect would.
 pub struct Accepted {
     subprotocol: Option<String>,
+    /// `None` once handed to `serve`.
+    parts: Option<Parts>,
+}
+
+struct Parts {
+    ctx: Context,
     consumer: JoinHandle<()>,
     inbox: mpsc::Sender<Event>,
-    outbound_tx: mpsc::Sender<Outbound>,
     outbound: mpsc::Receiver<Outbound>,
     config: ConnectionConfig,
     registration: Option<Registration>,
+}
+
+/// Aborts the consumer task if the handshake is abandoned (the future of
+/// [`start`] dropped) before the task is handed on.
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn take(mut self) -> JoinHandle<()> {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 /// Starts `app` for a new connection and waits (up to the connect timeout)
 /// for it to accept or refuse.
 ///
 /// Must be called within a Tokio runtime: the consumer runs in its own task.
+///
+/// # Cancel safety
+///
+/// Dropping the future stops the consumer.
 pub async fn start(
     app: &dyn ConsumerFactory,
     scope: Scope,
@@ -82,21 +112,23 @@ pub async fn start(
     let (decision_tx, decision_rx) = oneshot::channel();
     let (outbound_tx, outbound) = mpsc::channel(config.outbound_capacity);
     let (inbox, inbox_rx) = mpsc::channel(config.inbox_capacity);
-    let ctx = Context::for_socket(Arc::new(scope), outbound_tx.clone(), decision_tx);
-    let consumer = tokio::spawn(app.start(Start {
-        ctx,
+    let ctx = Context::for_socket(Arc::new(scope), outbound_tx, decision_tx);
+    let consumer = AbortOnDrop(Some(tokio::spawn(app.start(Start {
+        ctx: ctx.clone(),
         inbox: inbox_rx,
-    }));
+    }))));
     let refusal = match timeout(config.connect_timeout, decision_rx).await {
         Ok(Ok(Decision::Accept(subprotocol))) => {
             return Handshake::Accepted(Accepted {
                 subprotocol,
-                consumer,
-                inbox,
-                outbound_tx,
-                outbound,
-                config: config.clone(),
-                registration: config.shutdown.as_ref().map(|s| s.register()),
+                parts: Some(Parts {
+                    ctx,
+                    consumer: consumer.take(),
+                    inbox,
+                    outbound,
+                    config: config.clone(),
+                    registration: config.shutdown.as_ref().map(|s| s.register()),
+                }),
             });
         }
         Ok(Ok(Decision::Refuse)) => Refusal::Refused,
@@ -104,8 +136,9 @@ pub async fn start(
         Err(_) => Refusal::TimedOut,
     };
     // As in ASGI, a refused consumer still hears that the client is gone.
+    ctx.mark_disconnected();
     tokio::spawn(finish(
-        consumer,
+        consumer.take(),
         inbox,
         close_code::ABNORMAL,
         config.close_timeout,
@@ -122,16 +155,15 @@ impl Accepted {
     /// Runs the connection over `transport` until it ends: delivers incoming
     /// messages to the consumer, sends what it sends, and tears down (the
     /// consumer's disconnect, bounded by the close timeout) at the end.
-    pub async fn serve<T: Transport>(self, transport: T) {
-        let Accepted {
+    pub async fn serve<T: Transport>(mut self, transport: T) {
+        let Parts {
+            ctx,
             consumer,
             inbox,
-            outbound_tx,
             outbound,
             config,
             mut registration,
-            ..
-        } = self;
+        } = self.parts.take().expect("serve is called once");
         let (sink, mut frames) = transport.split();
         let (stop_tx, stop_rx) = oneshot::channel();
         let mut writer = tokio::spawn(writer::run(
@@ -142,6 +174,9 @@ impl Accepted {
         ));
         let mut writer_done = false;
         let mut shutting_down = false;
+        // A message read but not yet taken by the consumer's full inbox.
+        // While one waits, nothing more is read: TCP then slows the client.
+        let mut pending: Option<Event> = None;
         let code = {
             let mut shutdown = pin!(async {
                 match registration.as_mut() {
@@ -151,7 +186,11 @@ impl Accepted {
             });
             loop {
                 tokio::select! {
-                    frame = frames.next() => {
+                    permit = inbox.reserve(), if pending.is_some() => match permit {
+                        Ok(permit) => permit.send(pending.take().expect("checked by the guard")),
+                        Err(_) => break close_code::ABNORMAL,
+                    },
+                    frame = frames.next(), if pending.is_none() => {
                         let event = match frame {
                             Some(Ok(Frame::Text(text))) => Event::Text(text),
                             Some(Ok(Frame::Binary(data))) => Event::Binary(data),
@@ -161,10 +200,8 @@ impl Accepted {
                             Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => continue,
                             Some(Err(e)) if e.is_message_too_large() => {
                                 tracing::debug!(error = %e, "message over the transport limit");
-                                let close = Outbound::Close(close_code::SIZE, "message too large".into());
-                                if outbound_tx.send(close).await.is_ok()
-                                    && timeout(config.close_timeout, &mut writer).await.is_err()
-                                {
+                                let _ = ctx.close_with(close_code::SIZE, "message too large").await;
+                                if timeout(config.close_timeout, &mut writer).await.is_err() {
                                     writer.abort();
                                 }
                                 writer_done = true;
@@ -176,13 +213,11 @@ impl Accepted {
                             }
                             None => break close_code::ABNORMAL,
                         };
-                        // Waiting here is the backpressure: a busy consumer
-                        // stops us reading, and TCP slows the client.
-                        if inbox.send(event).await.is_err() {
-                            break close_code::ABNORMAL;
+                        if let Err(mpsc::error::TrySendError::Full(event)) = inbox.try_send(event) {
+                            pending = Some(event);
                         }
                     }
-                    end = &mut writer => {
+                    end = &mut writer, if !writer_done => {
                         writer_done = true;
                         break match end {
                             Ok(WriterEnd::Closed) => {
@@ -194,21 +229,40 @@ impl Accepted {
                     }
                     () = &mut shutdown, if !shutting_down => {
                         shutting_down = true;
-                        let close = Outbound::Close(close_code::AWAY, "server shutting down".into());
-                        if outbound_tx.send(close).await.is_err() {
-                            break close_code::AWAY;
-                        }
+                        let _ = ctx.close_with(close_code::AWAY, "server shutting down").await;
                     }
                 }
             }
         };
-        drop(outbound_tx);
         let _ = stop_tx.send(());
+        // From here on the consumer sees the client gone: what is still queued
+        // for it is skipped and its disconnect comes next.
+        ctx.mark_disconnected();
         finish(consumer, inbox, code, config.close_timeout).await;
         if !writer_done && timeout(config.close_timeout, &mut writer).await.is_err() {
             writer.abort();
         }
         drop(registration);
+    }
+}
+
+impl Drop for Accepted {
+    fn drop(&mut self) {
+        let Some(parts) = self.parts.take() else {
+            return;
+        };
+        parts.ctx.mark_disconnected();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(finish(
+                    parts.consumer,
+                    parts.inbox,
+                    close_code::ABNORMAL,
+                    parts.config.close_timeout,
+                ));
+            }
+            Err(_) => parts.consumer.abort(),
+        }
     }
 }
 

@@ -8,7 +8,6 @@ use futures_util::{Sink, SinkExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
-use crate::Text;
 use crate::consumer::Outbound;
 use crate::transport::{CloseFrame, Frame, TransportError};
 
@@ -81,7 +80,7 @@ where
 {
     for message in batch.drain(..) {
         let frame = match message {
-            Outbound::Text(text) => Frame::Text(Text::from(text)),
+            Outbound::Text(text) => Frame::Text(text),
             Outbound::Binary(data) => Frame::Binary(data),
             Outbound::Close(code, mut reason) => {
                 truncate_reason(&mut reason);

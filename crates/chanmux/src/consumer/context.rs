@@ -5,21 +5,26 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use chanmux_core::{ErrorCode, error_frame};
 use chanmux_core::{StreamPrefix, close_code};
 use serde::Serialize;
 use serde::de::IgnoredAny;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::runner::Failure;
 use crate::demultiplexer::Shared;
 use crate::{AcceptError, Scope, SendError, Text};
 
-// Lifecycle states of one consumer. Moves only forward.
+// Lifecycle states of one consumer. Moves only forward. ACCEPTING covers the
+// await between deciding to accept and the accept taking effect (upstream
+// counters and the parent updated); other transitions wait it out, so two
+// clones racing (accept against close, say) see a consistent order.
 const PENDING: u8 = 0;
-const ACCEPTED: u8 = 1;
-const REFUSED: u8 = 2;
-const CLOSED: u8 = 3;
-const FAILED: u8 = 4;
+const ACCEPTING: u8 = 1;
+const ACCEPTED: u8 = 2;
+const REFUSED: u8 = 3;
+const CLOSED: u8 = 4;
+const FAILED: u8 = 5;
 
 /// A consumer's handle on the socket: accept, refuse, send, close.
 ///
@@ -36,6 +41,8 @@ pub struct Context {
 struct Inner {
     scope: Arc<Scope>,
     state: AtomicU8,
+    /// Woken when the state leaves ACCEPTING.
+    settled: Notify,
     link: Link,
 }
 
@@ -62,7 +69,7 @@ struct StreamLink {
 /// What the connection's writer sends, in order.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    Text(String),
+    Text(Text),
     Binary(Bytes),
     Close(u16, String),
 }
@@ -114,6 +121,7 @@ impl Context {
             inner: Arc::new(Inner {
                 scope,
                 state: AtomicU8::new(PENDING),
+                settled: Notify::new(),
                 link,
             }),
         }
@@ -148,6 +156,20 @@ impl Context {
             .is_ok()
     }
 
+    /// The state once any accept in progress (on any clone) has finished.
+    async fn settled_state(&self) -> u8 {
+        loop {
+            let settled = self.inner.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let state = self.state();
+            if state != ACCEPTING {
+                return state;
+            }
+            settled.await;
+        }
+    }
+
     /// Accepts the connection (or, in a demultiplexer, starts this stream).
     ///
     /// Returns once the accept has taken effect, so what is sent next follows
@@ -178,25 +200,31 @@ impl Context {
     }
 
     pub(crate) async fn accept_with(&self, protocol: Option<String>) -> Result<(), AcceptError> {
-        if !self.advance(PENDING, ACCEPTED) {
-            return match self.state() {
+        if !self.advance(PENDING, ACCEPTING) {
+            // Another clone got here first: its outcome is ours.
+            return match self.settled_state().await {
                 ACCEPTED => Ok(()),
                 _ => Err(AcceptError::Closed),
             };
         }
         let accepted = match &self.inner.link {
-            Link::Socket(link) => link.decide(Decision::Accept(protocol)),
+            Link::Socket(link) => {
+                // Accepted before the handshake hears of it: the client may
+                // send at once, and replies must not find us still accepting.
+                self.inner.state.store(ACCEPTED, Ordering::Release);
+                link.decide(Decision::Accept(protocol))
+            }
             Link::Stream(link) => link.demux.stream_accepted(protocol).await,
         };
-        if accepted.is_err() {
-            self.inner.state.store(CLOSED, Ordering::Release);
-        }
+        let state = if accepted.is_ok() { ACCEPTED } else { CLOSED };
+        self.inner.state.store(state, Ordering::Release);
+        self.inner.settled.notify_waiters();
         accepted
     }
 
     /// Refuses the connection (HTTP 403), or in a demultiplexer this stream.
     ///
-    /// Has no effect once the consumer has accepted; use
+    /// Has no effect once the consumer has accepted (or is accepting); use
     /// [`close`](Context::close) then.
     pub fn refuse(&self) {
         if self.advance(PENDING, REFUSED) {
@@ -241,7 +269,7 @@ impl Context {
         loop {
             ctx.check_sendable()?;
             match &ctx.inner.link {
-                Link::Socket(link) => return link.send(Outbound::Text(text.into_string())).await,
+                Link::Socket(link) => return link.send(Outbound::Text(text)).await,
                 Link::Stream(link) => {
                     if !text.is_known_json() {
                         serde_json::from_str::<IgnoredAny>(text.as_str())
@@ -282,8 +310,29 @@ impl Context {
     fn check_sendable(&self) -> Result<(), SendError> {
         match self.state() {
             ACCEPTED => Ok(()),
-            PENDING => Err(SendError::NotAccepted),
+            PENDING | ACCEPTING => Err(SendError::NotAccepted),
             _ => Err(SendError::Closed),
+        }
+    }
+
+    /// Sends an error frame in the multiplexer's format,
+    /// `{"error": {"code", "message"}, "stream": <this stream or null>}`,
+    /// to tell the client a message of theirs was not handled. Inside a
+    /// strict demultiplexer this closes the socket with 1008 instead.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] when the client is gone.
+    pub async fn send_error(&self, code: ErrorCode, message: &str) -> Result<(), SendError> {
+        match &self.inner.link {
+            Link::Socket(link) => {
+                if self.state() != ACCEPTED {
+                    return Err(SendError::Closed);
+                }
+                let frame = Text::known_json(error_frame(code, message, None));
+                link.send(Outbound::Text(frame)).await
+            }
+            Link::Stream(link) => link.demux.send_error(code, message, Some(&link.name)).await,
         }
     }
 
@@ -306,12 +355,17 @@ impl Context {
     ///
     /// [`SendError::Closed`] when the client is already gone.
     pub async fn close_with(&self, code: u16, reason: impl Into<String>) -> Result<(), SendError> {
-        if self.state() == PENDING {
-            self.refuse();
-            return Ok(());
-        }
-        if !self.advance(ACCEPTED, CLOSED) {
-            return Ok(());
+        loop {
+            match self.settled_state().await {
+                PENDING if self.advance(PENDING, REFUSED) => {
+                    self.settle_unaccepted(Unaccepted::Refused);
+                    return Ok(());
+                }
+                ACCEPTED if self.advance(ACCEPTED, CLOSED) => break,
+                // Lost a race with another clone; look again.
+                PENDING | ACCEPTED => continue,
+                _ => return Ok(()),
+            }
         }
         match &self.inner.link {
             Link::Socket(link) => link.send(Outbound::Close(code, reason.into())).await,
@@ -328,7 +382,7 @@ impl Context {
         tracing::error!(stream, path = %self.scope().path, %failure, "consumer failed; closing it");
         if self.advance(PENDING, FAILED) {
             self.settle_unaccepted(Unaccepted::Failed);
-        } else if self.state() == ACCEPTED {
+        } else if self.settled_state().await == ACCEPTED {
             let _ = self.close_with(close_code::ERROR, "consumer error").await;
         }
     }
@@ -341,9 +395,29 @@ impl Context {
         }
     }
 
-    /// The client is gone: later sends fail fast with [`SendError::Closed`].
+    /// The client is gone: later sends fail fast with [`SendError::Closed`],
+    /// and frames still queued for the consumer are skipped.
     pub(crate) fn mark_disconnected(&self) {
         let _ = self.advance(ACCEPTED, CLOSED) || self.advance(PENDING, CLOSED);
+    }
+
+    /// The consumer's connect handler returned.
+    pub(crate) async fn connect_returned(&self) {
+        if let Link::Stream(link) = &self.inner.link {
+            link.demux.stream_connected().await;
+        }
+    }
+
+    /// Tells the client that a frame queued for this stream was not handled
+    /// because the stream closed (or failed) first.
+    pub(crate) async fn report_undelivered(&self) {
+        if let Link::Stream(link) = &self.inner.link {
+            let message = format!("stream {:?} closed before handling this frame", &*link.name);
+            let _ = link
+                .demux
+                .send_error(ErrorCode::StreamNotAccepting, &message, Some(&link.name))
+                .await;
+        }
     }
 }
 

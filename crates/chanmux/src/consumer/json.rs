@@ -5,7 +5,7 @@ use std::future::Future;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::{BoxError, Consumer, Context, Text};
+use crate::{BoxError, Consumer, Context, ErrorCode, Text};
 
 /// A consumer that receives parsed JSON, like Channels' `AsyncJsonWebsocketConsumer`.
 ///
@@ -50,15 +50,20 @@ pub trait JsonConsumer: Send + 'static {
         message: Self::Message,
     ) -> impl Future<Output = Result<(), BoxError>> + Send;
 
-    /// A message did not parse as [`Message`](JsonConsumer::Message). The
-    /// default returns the error, which closes the stream like any handler error.
+    /// A message did not parse as [`Message`](JsonConsumer::Message) (wrong
+    /// shape, or nested deeper than serde_json's limit of 128). The default
+    /// answers with an `invalid_json` error frame naming the stream (see
+    /// [`Context::send_error`]) and carries on.
     fn invalid_json(
         &mut self,
         ctx: &Context,
         error: serde_json::Error,
     ) -> impl Future<Output = Result<(), BoxError>> + Send {
-        let _ = ctx;
-        async move { Err(error.into()) }
+        async move {
+            let message = format!("payload not understood: {error}");
+            ctx.send_error(ErrorCode::InvalidJson, &message).await?;
+            Ok(())
+        }
     }
 
     /// The client disconnected with `code`.

@@ -11,13 +11,21 @@ use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
 use super::Event;
-use crate::{BoxError, Consumer, Context};
+use crate::{BoxError, Consumer, Context, SendError};
 
 /// How a handler failed.
 #[derive(Debug)]
 pub(crate) enum Failure {
     Error(BoxError),
     Panic(String),
+}
+
+impl Failure {
+    /// The handler returned [`SendError::Closed`]: it tried to send after
+    /// its stream closed or the client left.
+    fn is_send_after_close(&self) -> bool {
+        matches!(self, Failure::Error(e) if e.downcast_ref::<SendError>() == Some(&SendError::Closed))
+    }
 }
 
 impl fmt::Display for Failure {
@@ -57,12 +65,21 @@ pub(crate) async fn run<C: Consumer>(
     ctx: Context,
     mut inbox: mpsc::Receiver<Event>,
 ) {
-    if let Err(failure) = guarded(consumer.connect(&ctx)).await {
+    let connected = guarded(consumer.connect(&ctx)).await;
+    if let Err(failure) = connected {
         ctx.fail(failure).await;
+        ctx.connect_returned().await;
         return;
     }
+    ctx.connect_returned().await;
     let code = loop {
         let outcome = match inbox.recv().await {
+            // Queued before the consumer closed or the client left: not
+            // handed over (a frame reaches a consumer only while accepted).
+            Some(Event::Text(_) | Event::Binary(_)) if !ctx.is_accepted() => {
+                ctx.report_undelivered().await;
+                continue;
+            }
             Some(Event::Text(text)) => guarded(consumer.receive_text(&ctx, text)).await,
             Some(Event::Binary(data)) => guarded(consumer.receive_binary(&ctx, data)).await,
             Some(Event::Disconnect(code)) => break code,
@@ -70,7 +87,23 @@ pub(crate) async fn run<C: Consumer>(
             None => break close_code::ABNORMAL,
         };
         if let Err(failure) = outcome {
+            if failure.is_send_after_close() {
+                // Replying after a close or disconnect is not a bug of the
+                // consumer: it carries on, and hears of the disconnect next.
+                tracing::debug!(
+                    stream = ctx.stream().unwrap_or(""),
+                    "send after close ignored"
+                );
+                continue;
+            }
             ctx.fail(failure).await;
+            // Say so for every frame that was still queued behind it.
+            inbox.close();
+            while let Some(event) = inbox.recv().await {
+                if !matches!(event, Event::Disconnect(_)) {
+                    ctx.report_undelivered().await;
+                }
+            }
             return;
         }
     };

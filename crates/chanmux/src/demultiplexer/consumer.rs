@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chanmux_core::{Envelope, ErrorCode, close_code, error_frame};
+use chanmux_core::{Envelope, ErrorCode};
 use futures_util::future::join_all;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinSet;
@@ -15,6 +15,8 @@ use crate::{BoxError, Consumer, Context, Start, Text};
 pub(super) struct DemuxConsumer {
     spec: Arc<Spec>,
     streams: Vec<Slot>,
+    /// Set in connect; shared with the stream contexts.
+    shared: Option<Arc<Shared>>,
     /// Owns the stream tasks: dropping the demultiplexer aborts them.
     tasks: JoinSet<()>,
 }
@@ -29,21 +31,17 @@ impl DemuxConsumer {
         DemuxConsumer {
             spec,
             streams: Vec::new(),
+            shared: None,
             tasks: JoinSet::new(),
         }
     }
 
-    /// Answers a frame that cannot be delivered: an error frame, or in strict
-    /// mode a 1008 close.
-    async fn reject(&self, ctx: &Context, code: ErrorCode, message: &str, stream: Option<&str>) {
-        tracing::debug!(%code, message, stream, "rejected frame");
-        // A send error means the client is gone; there is no one to tell.
-        let _ = if self.spec.config.strict {
-            ctx.close_with(close_code::POLICY, code.as_str()).await
-        } else {
-            let frame = error_frame(code, message, stream);
-            ctx.send_text(Text::known_json(frame)).await
-        };
+    /// Answers a frame that cannot be delivered (see [`Shared::send_error`]).
+    async fn reject(&self, code: ErrorCode, message: &str, stream: Option<&str>) {
+        if let Some(shared) = &self.shared {
+            // A send error means the client is gone; there is no one to tell.
+            let _ = shared.send_error(code, message, stream).await;
+        }
     }
 }
 
@@ -54,7 +52,7 @@ impl Consumer for DemuxConsumer {
             ctx.refuse();
             return Ok(());
         }
-        let shared = Arc::new(Shared::new(ctx.clone(), total));
+        let shared = Arc::new(Shared::new(ctx.clone(), total, self.spec.config.strict));
         for (name, factory) in self.spec.names.iter().zip(&self.spec.factories) {
             let (inbox, inbox_rx) = mpsc::channel(self.spec.config.stream_queue_capacity);
             let child = Context::for_stream(name.clone(), shared.clone());
@@ -68,18 +66,18 @@ impl Consumer for DemuxConsumer {
             }));
         }
         // The socket is accepted by the first stream that accepts (see Shared).
+        self.shared = Some(shared);
         Ok(())
     }
 
-    async fn receive_text(&mut self, ctx: &Context, text: Text) -> Result<(), BoxError> {
+    async fn receive_text(&mut self, _ctx: &Context, text: Text) -> Result<(), BoxError> {
         let max = self.spec.config.max_frame_size;
         if text.len() > max {
             let message = format!(
                 "frame of {} bytes exceeds the limit of {max} bytes",
                 text.len()
             );
-            self.reject(ctx, ErrorCode::FrameTooLarge, &message, None)
-                .await;
+            self.reject(ErrorCode::FrameTooLarge, &message, None).await;
             return Ok(());
         }
         let (index, range) = match Envelope::parse(text.as_str()) {
@@ -88,13 +86,13 @@ impl Consumer for DemuxConsumer {
                 None => {
                     let stream = envelope.stream();
                     let message = format!("no stream named {stream:?}");
-                    self.reject(ctx, ErrorCode::UnknownStream, &message, Some(stream))
+                    self.reject(ErrorCode::UnknownStream, &message, Some(stream))
                         .await;
                     return Ok(());
                 }
             },
             Err(e) => {
-                self.reject(ctx, e.code(), &e.to_string(), e.stream()).await;
+                self.reject(e.code(), &e.to_string(), e.stream()).await;
                 return Ok(());
             }
         };
@@ -113,18 +111,27 @@ impl Consumer for DemuxConsumer {
             ErrorCode::StreamOverloaded => format!("stream {name:?} is overloaded; frame dropped"),
             _ => format!("stream {name:?} is not accepting frames"),
         };
-        self.reject(ctx, refusal, &message, Some(name)).await;
+        self.reject(refusal, &message, Some(name)).await;
         Ok(())
     }
 
-    async fn receive_binary(&mut self, ctx: &Context, _data: bytes::Bytes) -> Result<(), BoxError> {
+    async fn receive_binary(
+        &mut self,
+        _ctx: &Context,
+        _data: bytes::Bytes,
+    ) -> Result<(), BoxError> {
         let message = "binary frames are not supported; send JSON text";
-        self.reject(ctx, ErrorCode::BinaryNotSupported, message, None)
+        self.reject(ErrorCode::BinaryNotSupported, message, None)
             .await;
         Ok(())
     }
 
     async fn disconnect(&mut self, _ctx: &Context, code: u16) -> Result<(), BoxError> {
+        // First stop every stream taking frames, so those still queued are
+        // skipped and each stream goes straight on to its disconnect.
+        for slot in &self.streams {
+            slot.ctx.mark_disconnected();
+        }
         // Every stream hears of it at once; a full queue delays only its own
         // stream. The connection's close timeout bounds the whole wait.
         join_all(

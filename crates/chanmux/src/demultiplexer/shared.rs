@@ -5,8 +5,10 @@ use std::sync::Mutex;
 
 use tokio::sync::OnceCell;
 
+use chanmux_core::{ErrorCode, close_code, error_frame};
+
 use crate::consumer::Unaccepted;
-use crate::{AcceptError, Context};
+use crate::{AcceptError, Context, SendError, Text};
 
 pub(crate) struct Shared {
     /// The demultiplexer's own context: the socket, or an outer stream.
@@ -14,26 +16,66 @@ pub(crate) struct Shared {
     /// Set once the first stream accepted and the parent accepted in turn.
     parent_accepted: OnceCell<()>,
     counts: Mutex<Counts>,
+    /// Close with 1008 on bad input instead of sending error frames.
+    strict: bool,
 }
 
 struct Counts {
+    /// Streams that have neither accepted nor refused nor failed.
     pending: usize,
+    /// Streams accepted and not closed.
     open: usize,
+    /// Streams whose connect handler has not returned yet.
+    connecting: usize,
     failed: usize,
     total: usize,
+    /// The close of the last accepting stream, held back while other streams
+    /// are still in connect (one of them may yet accept).
+    deferred_close: Option<(u16, String)>,
+}
+
+impl Counts {
+    /// The deferred close, once no stream is accepting or still connecting.
+    fn take_due_close(&mut self) -> Option<(u16, String)> {
+        if self.open == 0 && self.connecting == 0 {
+            self.deferred_close.take()
+        } else {
+            None
+        }
+    }
 }
 
 impl Shared {
-    pub(crate) fn new(parent: Context, total: usize) -> Self {
+    pub(crate) fn new(parent: Context, total: usize, strict: bool) -> Self {
         Shared {
             parent,
             parent_accepted: OnceCell::new(),
             counts: Mutex::new(Counts {
                 pending: total,
                 open: 0,
+                connecting: total,
                 failed: 0,
                 total,
+                deferred_close: None,
             }),
+            strict,
+        }
+    }
+
+    /// Answers input that could not be delivered: an error frame naming
+    /// `stream`, or in strict mode a 1008 close with the code as reason.
+    pub(crate) async fn send_error(
+        &self,
+        code: ErrorCode,
+        message: &str,
+        stream: Option<&str>,
+    ) -> Result<(), SendError> {
+        tracing::debug!(%code, message, stream, "frame not delivered");
+        if self.strict {
+            Box::pin(self.parent.close_with(close_code::POLICY, code.as_str())).await
+        } else {
+            let frame = Text::known_json(error_frame(code, message, stream));
+            self.parent.send_text(frame).await
         }
     }
 
@@ -56,6 +98,7 @@ impl Shared {
             let mut counts = self.counts();
             counts.pending -= 1;
             counts.open += 1;
+            counts.deferred_close = None;
         }
         // Later streams wait here until the first accept has gone through,
         // so nothing they send can overtake it.
@@ -88,13 +131,32 @@ impl Shared {
     /// An accepted stream closed; the socket closes with its code when it was
     /// the last accepting stream. Once the client is leaving, the parent is
     /// already marked disconnected and that close does nothing.
+    ///
+    /// While another stream is still in its connect handler the close waits
+    /// for it, so a stream that closes early cannot close the socket under
+    /// a stream that is about to accept.
     pub(crate) async fn stream_closed(&self, code: u16, reason: String) {
-        let last = {
+        let close = {
             let mut counts = self.counts();
             counts.open -= 1;
-            counts.open == 0
+            counts.deferred_close = (counts.open == 0).then_some((code, reason));
+            counts.take_due_close()
         };
-        if last {
+        self.close_parent(close).await;
+    }
+
+    /// A stream's connect handler returned (whatever it decided).
+    pub(crate) async fn stream_connected(&self) {
+        let close = {
+            let mut counts = self.counts();
+            counts.connecting -= 1;
+            counts.take_due_close()
+        };
+        self.close_parent(close).await;
+    }
+
+    async fn close_parent(&self, close: Option<(u16, String)>) {
+        if let Some((code, reason)) = close {
             let _ = Box::pin(self.parent.close_with(code, reason)).await;
         }
     }

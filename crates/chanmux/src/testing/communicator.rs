@@ -224,27 +224,32 @@ impl Communicator {
     /// [`ReceiveError::Timeout`] when nothing arrives in time,
     /// [`ReceiveError::Closed`] when the server side has ended.
     pub async fn receive_output(&mut self) -> Result<Output, ReceiveError> {
-        let wait = self.receive_timeout;
+        self.next_output(self.receive_timeout).await
+    }
+
+    /// The next message within `wait`, answering a close as a client would.
+    async fn next_output(&mut self, wait: Duration) -> Result<Output, ReceiveError> {
         let socket = self.socket();
-        let frame = match timeout(wait, socket.from_server.next()).await {
-            Err(_) => return Err(ReceiveError::Timeout(wait)),
-            Ok(None) => return Err(ReceiveError::Closed),
-            Ok(Some(frame)) => frame,
-        };
-        Ok(match frame {
-            Frame::Text(text) => Output::Text(text.into_string()),
-            Frame::Binary(data) => Output::Binary(data),
-            Frame::Close(close) => {
-                if !socket.closed {
-                    socket.closed = true;
-                    let _ = socket
-                        .to_server
-                        .unbounded_send(Ok(Frame::Close(close.clone())));
+        loop {
+            let frame = match timeout(wait, socket.from_server.next()).await {
+                Err(_) => return Err(ReceiveError::Timeout(wait)),
+                Ok(None) => return Err(ReceiveError::Closed),
+                Ok(Some(frame)) => frame,
+            };
+            return Ok(match frame {
+                Frame::Text(text) => Output::Text(text.into_string()),
+                Frame::Binary(data) => Output::Binary(data),
+                Frame::Close(close) => {
+                    if !socket.closed {
+                        socket.closed = true;
+                        let echo = Frame::Close(close.clone());
+                        let _ = socket.to_server.unbounded_send(Ok(echo));
+                    }
+                    Output::Close(close)
                 }
-                Output::Close(close)
-            }
-            Frame::Ping(_) | Frame::Pong(_) => return Box::pin(self.receive_output()).await,
-        })
+                Frame::Ping(_) | Frame::Pong(_) => continue,
+            });
+        }
     }
 
     /// The next message, which must be text.
@@ -289,12 +294,7 @@ impl Communicator {
 
     /// Whether nothing arrives within `wait` (what arrives is consumed).
     pub async fn receive_nothing_within(&mut self, wait: Duration) -> bool {
-        let socket = self.socket();
-        match timeout(wait, socket.from_server.next()).await {
-            Err(_) => true,
-            Ok(None) => true,
-            Ok(Some(_)) => false,
-        }
+        self.next_output(wait).await.is_err()
     }
 
     /// Closes from the client side with `code` and waits until the server has

@@ -407,3 +407,91 @@ async fn a_server_close_ends_the_connection_after_the_close_timeout_if_the_clien
         Some(CloseFrame::new(4002, "done"))
     );
 }
+
+/// Accepts only when its gate opens, from inside connect.
+struct SlowConnect {
+    gate: Arc<Semaphore>,
+}
+
+impl Consumer for SlowConnect {
+    async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
+        self.gate.acquire().await?.forget();
+        ctx.accept().await?;
+        Ok(())
+    }
+    async fn receive_text(&mut self, ctx: &Context, text: chanmux::Text) -> Result<(), BoxError> {
+        ctx.send_text(text).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_stream_closing_while_another_is_still_connecting_does_not_close_the_socket() {
+    let gate = Arc::new(Semaphore::new(0));
+    let held = gate.clone();
+    let demux = Demultiplexer::builder()
+        .stream("closeafterfirst", || CloseAfterFirst)
+        .stream("slow", move || SlowConnect { gate: held.clone() })
+        .build();
+    let mut comm = Communicator::new(demux, "/");
+    assert!(comm.connect().await.is_accepted());
+    comm.send_json_to(&json!({"stream": "closeafterfirst", "payload": 1}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "closeafterfirst", "payload": 1})
+    );
+    assert!(
+        comm.receive_nothing().await,
+        "no close while `slow` may still accept"
+    );
+
+    gate.add_permits(1);
+    comm.send_json_to(&json!({"stream": "slow", "payload": 2}))
+        .await;
+    // Until the accept lands the frame may be refused; retry once it has.
+    let mut reply = comm.receive_json_from().await;
+    while reply.get("error").is_some() {
+        comm.send_json_to(&json!({"stream": "slow", "payload": 2}))
+            .await;
+        reply = comm.receive_json_from().await;
+    }
+    assert_eq!(reply, json!({"stream": "slow", "payload": 2}));
+}
+
+#[tokio::test]
+async fn a_deferred_close_happens_once_the_last_connecting_stream_gives_up() {
+    let gate = Arc::new(Semaphore::new(0));
+    let held = gate.clone();
+    let demux = Demultiplexer::builder()
+        .stream("closewithcode", || CloseWithCode)
+        .stream("slow", move || SlowRefuse { gate: held.clone() })
+        .build();
+    let mut comm = Communicator::new(demux, "/");
+    assert!(comm.connect().await.is_accepted());
+    comm.send_json_to(&json!({"stream": "closewithcode", "payload": 1}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "closewithcode", "payload": 1})
+    );
+    assert!(comm.receive_nothing().await);
+    gate.add_permits(1);
+    assert_eq!(
+        comm.receive_close().await,
+        Some(CloseFrame::new(4001, "bye"))
+    );
+}
+
+/// Refuses once its gate opens.
+struct SlowRefuse {
+    gate: Arc<Semaphore>,
+}
+
+impl Consumer for SlowRefuse {
+    async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
+        self.gate.acquire().await?.forget();
+        ctx.refuse();
+        Ok(())
+    }
+}

@@ -8,4 +8,5 @@ mod failures;
 mod fidelity;
 mod lifecycle;
 mod limits;
+mod races;
 mod reference;
