@@ -64,8 +64,10 @@
 //! - Payloads pass through as raw JSON text: numbers keep their exact text,
 //!   nesting depth is not limited by recursion, and replies are wrapped
 //!   without re-serialising.
-//! - When a stream closes it stops receiving; when no accepting stream is
-//!   left the socket closes with that stream's code.
+//! - When a stream closes it stops receiving (frames already queued for it
+//!   are answered with `stream_not_accepting`); when no accepting stream is
+//!   left, and none is still in its connect handler, the socket closes with
+//!   that stream's code.
 //! - On disconnect every consumer gets `disconnect` with the client's code,
 //!   and is stopped if it takes longer than the close timeout (5 s).
 //! - A consumer that returns an error or panics is logged and its stream
