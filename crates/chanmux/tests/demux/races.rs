@@ -15,16 +15,6 @@ use crate::support::*;
 
 const ROUNDS: usize = 50;
 
-async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_followed_at_once_by_a_close_still_ends_in_disconnect() {
     for _ in 0..ROUNDS {

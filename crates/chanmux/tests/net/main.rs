@@ -276,18 +276,6 @@ async fn many_connections_each_get_their_own_consumers() {
     );
 }
 
-/// Waits (bounded) until `condition` holds; for effects seen only in a log.
-async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn consumers_hear_the_clients_close_code_over_a_socket() {
     let log = Log::default();

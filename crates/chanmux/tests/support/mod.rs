@@ -225,6 +225,18 @@ pub fn assert_error_frame(frame: &Value, code: &str, stream: Option<&str>) {
     assert!(frame.get("payload").is_none());
 }
 
+/// Waits (at most 10 s) until `condition` holds, for effects seen only in
+/// a [`Log`]; fails the test on timeout.
+pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
 /// Logs from the code under test, shown only for failing tests.
 pub fn trace_init() {
     let _ = tracing_subscriber::fmt()
