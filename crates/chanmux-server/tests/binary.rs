@@ -1,0 +1,110 @@
+//! The `chanmux-server` binary itself: --addr / CHANMUX_ADDR, the address
+//! line on stdout, and Ctrl-C closing sockets with 1001 and exiting cleanly.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Starts the binary and returns it with the address it printed.
+async fn start(configure: impl FnOnce(&mut Command)) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chanmux-server"));
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    configure(&mut command);
+    let mut child = command.spawn().expect("the server starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("the address line in time")
+        .unwrap()
+        .expect("a line");
+    let addr = line
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    (child, addr)
+}
+
+async fn echo_once(
+    addr: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/"))
+        .await
+        .unwrap();
+    let frame = r#"{"stream":"echostream","payload":{"hello":"world"}}"#;
+    client.send(Message::text(frame)).await.unwrap();
+    match tokio::time::timeout(WAIT, client.next()).await.unwrap() {
+        Some(Ok(Message::Text(text))) => assert_eq!(text.as_str(), frame),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+    client
+}
+
+#[tokio::test]
+async fn ctrl_c_closes_sockets_with_1001_and_exits_cleanly() {
+    let (mut child, addr) = start(|c| {
+        c.args(["--addr", "127.0.0.1:0"]);
+    })
+    .await;
+    let mut client = echo_once(&addr).await;
+
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    match tokio::time::timeout(WAIT, client.next()).await.unwrap() {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected a 1001 close, got {other:?}"),
+    }
+    // Reading on sends our reply to the close.
+    let _ = tokio::time::timeout(WAIT, client.next()).await;
+    let exit = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn the_address_can_come_from_the_environment() {
+    let (_child, addr) = start(|c| {
+        c.env("CHANMUX_ADDR", "127.0.0.1:0");
+    })
+    .await;
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{addr}"
+    );
+    echo_once(&addr).await;
+}
+
+#[tokio::test]
+async fn an_address_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = tokio::time::timeout(
+        WAIT,
+        Command::new(env!("CARGO_BIN_EXE_chanmux-server"))
+            .args(["--addr", &addr])
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("binding {addr}")), "{stderr}");
+}
