@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The project's one test command (README, .ci/run): formatting, lints, every
 # test (unit, property, communicator, loopback, doc), the benchmarks run once
-# as tests, and the docs.
+# as tests, the docs, and the browser tests of the demo page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+scripts/ensure-tools.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -23,5 +25,9 @@ cargo check -p chanmux --no-default-features --features test-util --locked
 
 echo "== cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
+
+echo "== browser tests (headless Chromium, real server binary)"
+cargo build -p chanmux-server --locked
+(cd e2e && CHANMUX_SERVER_BIN=../target/debug/chanmux-server timeout 300 node --test)
 
 echo "== all checks passed"
