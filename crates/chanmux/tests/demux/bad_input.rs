@@ -147,3 +147,64 @@ async fn strict_mode_closes_with_1008_and_the_code_as_reason() {
         );
     }
 }
+
+/// One frame a client might send, good or bad.
+#[derive(Debug, Clone)]
+enum Sent {
+    Echo(serde_json::Value),
+    Text(&'static str),
+    Binary,
+    Oversized,
+}
+
+fn sent() -> impl proptest::strategy::Strategy<Value = Sent> {
+    use proptest::prelude::*;
+    let payload = prop_oneof![
+        any::<i64>().prop_map(serde_json::Value::from),
+        ".{0,20}".prop_map(serde_json::Value::from),
+        prop::collection::vec(any::<bool>(), 0..4).prop_map(serde_json::Value::from),
+    ];
+    prop_oneof![
+        4 => payload.prop_map(Sent::Echo),
+        4 => prop::sample::select(BAD_FRAMES.iter().map(|(frame, _, _)| *frame).collect::<Vec<_>>()).prop_map(Sent::Text),
+        1 => Just(Sent::Binary),
+        1 => Just(Sent::Oversized),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever mix of frames arrives, each gets exactly one answer — its
+    /// echo or an error frame — in order, and the socket stays open.
+    #[test]
+    fn every_frame_of_any_mix_gets_exactly_one_answer_in_order(frames in proptest::collection::vec(sent(), 1..40)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        runtime.block_on(async {
+            let mut comm = Communicator::new(demux(), "/");
+            assert!(comm.connect().await.is_accepted());
+            for frame in &frames {
+                match frame {
+                    Sent::Echo(payload) => comm.send_json_to(&json!({"stream": "echostream", "payload": payload})).await,
+                    Sent::Text(text) => comm.send_text_to(text).await,
+                    Sent::Binary => comm.send_binary_to(&b"\x00"[..]).await,
+                    Sent::Oversized => comm.send_text_to(&"x".repeat(2000)).await,
+                }
+            }
+            for frame in &frames {
+                let reply = comm.receive_json_from().await;
+                match frame {
+                    Sent::Echo(payload) => assert_eq!(reply, json!({"stream": "echostream", "payload": payload})),
+                    Sent::Text(text) => {
+                        let code = BAD_FRAMES.iter().find(|(f, _, _)| f == text).unwrap().1;
+                        assert_eq!(reply["error"]["code"], code, "{text}");
+                    }
+                    Sent::Binary => assert_eq!(reply["error"]["code"], "binary_not_supported"),
+                    Sent::Oversized => assert_eq!(reply["error"]["code"], "frame_too_large"),
+                }
+            }
+            assert!(comm.receive_nothing().await);
+            comm.disconnect(1000).await;
+        });
+    }
+}
