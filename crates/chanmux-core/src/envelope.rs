@@ -5,11 +5,11 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
-use serde::de::{self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::ErrorCode;
 use crate::error_frame::push_json_string;
+use crate::object::{self, ObjectError};
 
 /// One incoming frame, split into its stream name and the payload's raw JSON text.
 ///
@@ -76,29 +76,17 @@ impl<'a> Envelope<'a> {
     ///
     /// An [`EnvelopeError`] saying what is wrong with the frame.
     pub fn parse(frame: &'a str) -> Result<Self, EnvelopeError> {
-        let starts_as_object = frame
-            .trim_start_matches([' ', '\t', '\n', '\r'])
-            .starts_with('{');
-        if !starts_as_object {
-            // Cold path: only bad frames pay for this second look.
-            return Err(match serde_json::from_str::<&RawValue>(frame) {
-                Ok(_) => EnvelopeError::NotAnObject,
-                Err(e) => EnvelopeError::InvalidJson(e.to_string()),
-            });
-        }
-        let mut de = serde_json::Deserializer::from_str(frame);
-        let fields = de.deserialize_map(FieldsVisitor).map_err(invalid_json)?;
-        de.end().map_err(invalid_json)?;
-
-        let stream = fields
-            .stream
-            .and_then(stream_name)
+        let [stream, payload] = match object::fields(frame, ["stream", "payload"]) {
+            Ok(fields) => fields,
+            Err(ObjectError::NotAnObject) => return Err(EnvelopeError::NotAnObject),
+            Err(ObjectError::Invalid(e)) => return Err(invalid_json(e)),
+        };
+        let stream = stream
+            .and_then(object::json_str)
             .ok_or(EnvelopeError::MissingStream)?;
-        let payload = fields
-            .payload
-            .ok_or_else(|| EnvelopeError::MissingPayload {
-                stream: stream.clone().into_owned(),
-            })?;
+        let payload = payload.ok_or_else(|| EnvelopeError::MissingPayload {
+            stream: stream.clone().into_owned(),
+        })?;
         Ok(Envelope { stream, payload })
     }
 
@@ -130,101 +118,6 @@ impl<'a> Envelope<'a> {
 
 fn invalid_json(e: serde_json::Error) -> EnvelopeError {
     EnvelopeError::InvalidJson(e.to_string())
-}
-
-/// Decodes the raw `stream` value if it is a JSON string.
-fn stream_name(raw: &RawValue) -> Option<Cow<'_, str>> {
-    if !raw.get().starts_with('"') {
-        return None;
-    }
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    de.deserialize_str(StrVisitor).ok()
-}
-
-/// Fields of the envelope object as seen on the wire.
-struct Fields<'a> {
-    stream: Option<&'a RawValue>,
-    payload: Option<&'a RawValue>,
-}
-
-struct FieldsVisitor;
-
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object with `stream` and `payload`")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = Fields {
-            stream: None,
-            payload: None,
-        };
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            match key {
-                Key::Stream => fields.stream = Some(map.next_value()?),
-                Key::Payload => fields.payload = Some(map.next_value()?),
-                Key::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(fields)
-    }
-}
-
-/// A field name, classified without allocating.
-enum Key {
-    Stream,
-    Payload,
-    Other,
-}
-
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Key;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
-        d.deserialize_str(KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl Visitor<'_> for KeyVisitor {
-    type Value = Key;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a field name")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-        Ok(match v {
-            "stream" => Key::Stream,
-            "payload" => Key::Payload,
-            _ => Key::Other,
-        })
-    }
-}
-
-struct StrVisitor;
-
-impl<'de> Visitor<'de> for StrVisitor {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
 }
 
 /// Wraps payload JSON text into a frame for `stream`, copying the payload once.

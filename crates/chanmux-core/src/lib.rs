@@ -28,6 +28,7 @@
 
 pub mod close_code;
 mod envelope;
+mod object;
 mod error_frame;
 
 pub use envelope::{Envelope, EnvelopeError, StreamPrefix, wrap};
