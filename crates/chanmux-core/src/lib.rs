@@ -28,8 +28,14 @@
 
 pub mod close_code;
 mod envelope;
-mod object;
 mod error_frame;
+pub mod layer;
+mod message;
+mod name;
+mod object;
 
 pub use envelope::{Envelope, EnvelopeError, StreamPrefix, wrap};
 pub use error_frame::{ErrorCode, error_frame};
+pub use layer::{ChannelLayer, Deliver, LayerError, LayerStats, SharedLayer};
+pub use message::{FRAME_TYPE, Message, MessageError};
+pub use name::{ChannelName, GroupName, MAX_NAME_LEN, NameError};

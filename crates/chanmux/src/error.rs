@@ -17,6 +17,26 @@ pub enum AcceptError {
     UnknownSubprotocol(String),
 }
 
+/// Why a group operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// No channel layer is configured (see
+    /// [`DemultiplexerBuilder::layer`](crate::DemultiplexerBuilder::layer) and
+    /// [`ConnectionConfig::layer`](crate::ConnectionConfig::layer)).
+    #[error("no channel layer is configured")]
+    NoLayer,
+    /// The group name is not valid.
+    #[error(transparent)]
+    Name(#[from] chanmux_core::NameError),
+    /// The message is not an object with a string `type`.
+    #[error(transparent)]
+    Message(#[from] chanmux_core::MessageError),
+    /// The layer failed (its backend is unreachable, say).
+    #[error(transparent)]
+    Layer(#[from] chanmux_core::LayerError),
+}
+
 /// Why a send or close did not go out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -22,6 +22,8 @@ pub struct Text {
 #[derive(Clone)]
 enum Buf {
     Owned(String),
+    /// Shared by many recipients (a broadcast frame).
+    Shared(std::sync::Arc<str>),
     #[cfg(feature = "axum")]
     Axum(axum::extract::ws::Utf8Bytes),
 }
@@ -31,6 +33,7 @@ impl Text {
     pub fn as_str(&self) -> &str {
         let all = match &self.buf {
             Buf::Owned(s) => s.as_str(),
+            Buf::Shared(s) => s,
             #[cfg(feature = "axum")]
             Buf::Axum(b) => b.as_str(),
         };
@@ -88,6 +91,17 @@ impl Text {
         }
     }
 
+    /// A slice of shared text known to hold one JSON value: cloning the
+    /// `Arc` is all a recipient costs until its socket writes it.
+    pub(crate) fn shared_json(text: std::sync::Arc<str>, range: std::ops::Range<usize>) -> Self {
+        Text {
+            buf: Buf::Shared(text),
+            start: range.start,
+            end: range.end,
+            json: true,
+        }
+    }
+
     /// The sub-slice `range` of this text, known to hold one JSON value.
     pub(crate) fn json_slice(self, range: std::ops::Range<usize>) -> Self {
         Text {
@@ -117,6 +131,7 @@ impl Text {
     fn buf_len(&self) -> usize {
         match &self.buf {
             Buf::Owned(s) => s.len(),
+            Buf::Shared(s) => s.len(),
             Buf::Axum(b) => b.as_str().len(),
         }
     }

@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use crate::Shutdown;
+use crate::layer::SharedLayer;
 
 /// Settings for serving one WebSocket connection.
 ///
 /// Every queue is bounded, so memory per connection is bounded too; the
 /// defaults keep an idle connection small.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ConnectionConfig {
     /// How long the consumer may take to accept or refuse before the
@@ -37,6 +38,9 @@ pub struct ConnectionConfig {
     pub write_buffer_size: usize,
     /// Closes the connection with 1001 when triggered. Default: none.
     pub shutdown: Option<Shutdown>,
+    /// The channel layer for consumers on this connection (a demultiplexer's
+    /// own layer takes precedence for its streams). Default: none.
+    pub layer: Option<SharedLayer>,
 }
 
 impl Default for ConnectionConfig {
@@ -51,6 +55,7 @@ impl Default for ConnectionConfig {
             read_buffer_size: 4 * 1024,
             write_buffer_size: 8 * 1024,
             shutdown: None,
+            layer: None,
         }
     }
 }
@@ -122,10 +127,34 @@ impl ConnectionConfig {
         self
     }
 
+    /// Sets [`layer`](Self::layer), the channel layer for groups.
+    #[must_use]
+    pub fn with_layer(mut self, layer: SharedLayer) -> Self {
+        self.layer = Some(layer);
+        self
+    }
+
     /// Sets [`shutdown`](Self::shutdown): connections close with 1001 when it triggers.
     #[must_use]
     pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
         self.shutdown = Some(shutdown);
         self
+    }
+}
+
+impl std::fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionConfig")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("close_timeout", &self.close_timeout)
+            .field("inbox_capacity", &self.inbox_capacity)
+            .field("outbound_capacity", &self.outbound_capacity)
+            .field("slow_client_timeout", &self.slow_client_timeout)
+            .field("max_message_size", &self.max_message_size)
+            .field("read_buffer_size", &self.read_buffer_size)
+            .field("write_buffer_size", &self.write_buffer_size)
+            .field("shutdown", &self.shutdown)
+            .field("layer", &self.layer.as_ref().map(|l| l.stats()))
+            .finish()
     }
 }

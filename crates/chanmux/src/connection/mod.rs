@@ -112,10 +112,16 @@ pub async fn start(
     let (decision_tx, decision_rx) = oneshot::channel();
     let (outbound_tx, outbound) = mpsc::channel(config.outbound_capacity);
     let (inbox, inbox_rx) = mpsc::channel(config.inbox_capacity);
-    let ctx = Context::for_socket(Arc::new(scope), outbound_tx, decision_tx);
+    let ctx = Context::for_socket(
+        Arc::new(scope),
+        outbound_tx,
+        decision_tx,
+        config.layer.clone(),
+    );
     let consumer = AbortOnDrop(Some(tokio::spawn(app.start(Start {
         ctx: ctx.clone(),
         inbox: inbox_rx,
+        inbox_tx: inbox.downgrade(),
     }))));
     let refusal = match timeout(config.connect_timeout, decision_rx).await {
         Ok(Ok(Decision::Accept(subprotocol))) => {

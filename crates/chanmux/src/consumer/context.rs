@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use chanmux_core::{ErrorCode, error_frame};
@@ -13,7 +13,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::runner::Failure;
 use crate::demultiplexer::Shared;
-use crate::{AcceptError, Scope, SendError, Text};
+use crate::layer::{ChannelName, GroupName, SharedLayer};
+use crate::{AcceptError, GroupError, Scope, SendError, Text};
 
 // Lifecycle states of one consumer. Moves only forward. ACCEPTING covers the
 // await between deciding to accept and the accept taking effect (upstream
@@ -40,6 +41,9 @@ pub struct Context {
 
 struct Inner {
     scope: Arc<Scope>,
+    layer: Option<SharedLayer>,
+    /// This consumer's address on the layer, set when it starts.
+    channel: OnceLock<ChannelName>,
     state: AtomicU8,
     /// Woken when the state leaves ACCEPTING.
     settled: Notify,
@@ -94,9 +98,11 @@ impl Context {
         scope: Arc<Scope>,
         outbound: mpsc::Sender<Outbound>,
         handshake: oneshot::Sender<Decision>,
+        layer: Option<SharedLayer>,
     ) -> Self {
         Context::new(
             scope,
+            layer,
             Link::Socket(SocketLink {
                 outbound,
                 handshake: Mutex::new(Some(handshake)),
@@ -104,10 +110,17 @@ impl Context {
         )
     }
 
-    pub(crate) fn for_stream(name: Arc<str>, demux: Arc<Shared>) -> Self {
-        let scope = demux.parent().inner.scope.clone();
+    pub(crate) fn for_stream(
+        name: Arc<str>,
+        demux: Arc<Shared>,
+        layer: Option<SharedLayer>,
+    ) -> Self {
+        let parent = &demux.parent().inner;
+        let scope = parent.scope.clone();
+        let layer = layer.or_else(|| parent.layer.clone());
         Context::new(
             scope,
+            layer,
             Link::Stream(StreamLink {
                 prefix: StreamPrefix::new(&name),
                 name,
@@ -116,10 +129,12 @@ impl Context {
         )
     }
 
-    fn new(scope: Arc<Scope>, link: Link) -> Self {
+    fn new(scope: Arc<Scope>, layer: Option<SharedLayer>, link: Link) -> Self {
         Context {
             inner: Arc::new(Inner {
                 scope,
+                layer,
+                channel: OnceLock::new(),
                 state: AtomicU8::new(PENDING),
                 settled: Notify::new(),
                 link,
@@ -143,6 +158,73 @@ impl Context {
     /// Whether the consumer has accepted and not closed.
     pub fn is_accepted(&self) -> bool {
         self.state() == ACCEPTED
+    }
+
+    /// Whether the consumer has refused, closed, failed or been disconnected.
+    pub(crate) fn is_finished(&self) -> bool {
+        matches!(self.state(), REFUSED | CLOSED | FAILED)
+    }
+
+    /// The channel layer, when one is configured.
+    pub fn layer(&self) -> Option<&SharedLayer> {
+        self.inner.layer.as_ref()
+    }
+
+    /// This consumer's unique channel name on the layer: pass it on so others
+    /// can [`send`](crate::layer::ChannelLayer::send) to it. `None` without a layer.
+    pub fn channel_name(&self) -> Option<&ChannelName> {
+        self.inner.channel.get()
+    }
+
+    pub(crate) fn set_channel_name(&self, name: ChannelName) {
+        let _ = self.inner.channel.set(name);
+    }
+
+    fn layer_and_channel(&self) -> Result<(&SharedLayer, &ChannelName), GroupError> {
+        match (self.layer(), self.channel_name()) {
+            (Some(layer), Some(channel)) => Ok((layer, channel)),
+            _ => Err(GroupError::NoLayer),
+        }
+    }
+
+    /// Joins `group`: messages sent to it reach [`Consumer::event`](crate::Consumer::event),
+    /// and frame messages reach the client. Membership ends when this
+    /// consumer does, however it ends.
+    ///
+    /// # Errors
+    ///
+    /// An invalid group name, no layer, or the layer's backend failing.
+    pub async fn group_add(&self, group: &str) -> Result<(), GroupError> {
+        let group = GroupName::new(group)?;
+        let (layer, channel) = self.layer_and_channel()?;
+        layer.group_add(&group, channel).await?;
+        Ok(())
+    }
+
+    /// Leaves `group`. Leaving a group one is not in is not an error.
+    ///
+    /// # Errors
+    ///
+    /// As [`group_add`](Context::group_add).
+    pub async fn group_discard(&self, group: &str) -> Result<(), GroupError> {
+        let group = GroupName::new(group)?;
+        let (layer, channel) = self.layer_and_channel()?;
+        layer.group_discard(&group, channel).await?;
+        Ok(())
+    }
+
+    /// Writes a broadcast frame straight to the socket, past every
+    /// demultiplexer level; dropped if the socket is not open.
+    pub(crate) async fn send_frame(&self, frame: Text) {
+        let mut ctx = self;
+        while let Link::Stream(link) = &ctx.inner.link {
+            ctx = link.demux.parent();
+        }
+        if let Link::Socket(link) = &ctx.inner.link
+            && ctx.state() == ACCEPTED
+        {
+            let _ = link.send(Outbound::Text(frame)).await;
+        }
     }
 
     fn state(&self) -> u8 {

@@ -34,6 +34,8 @@ where
 pub struct Start {
     pub(crate) ctx: Context,
     pub(crate) inbox: mpsc::Receiver<Event>,
+    /// Lets the channel layer deliver into the inbox without keeping it open.
+    pub(crate) inbox_tx: mpsc::WeakSender<Event>,
 }
 
 impl Start {
@@ -44,7 +46,7 @@ impl Start {
 
     /// Runs `consumer` for this connection or stream.
     pub fn run<C: Consumer>(self, consumer: C) -> BoxFuture<'static, ()> {
-        Box::pin(runner::run(consumer, self.ctx, self.inbox))
+        Box::pin(runner::run(consumer, self.ctx, self.inbox, self.inbox_tx))
     }
 }
 

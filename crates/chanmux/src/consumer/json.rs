@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use bytes::Bytes;
+use chanmux_core::Message;
 use serde::de::DeserializeOwned;
 
 use crate::{BoxError, Consumer, Context, ErrorCode, Text};
@@ -66,6 +67,16 @@ pub trait JsonConsumer: Send + 'static {
         }
     }
 
+    /// A message from the channel layer (see [`Consumer::event`]).
+    fn event(
+        &mut self,
+        ctx: &Context,
+        message: Message,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = (ctx, message);
+        async { Ok(()) }
+    }
+
     /// The client disconnected with `code`.
     fn disconnect(
         &mut self,
@@ -91,6 +102,10 @@ impl<T: JsonConsumer> Consumer for T {
 
     async fn receive_binary(&mut self, _ctx: &Context, _data: Bytes) -> Result<(), BoxError> {
         Ok(())
+    }
+
+    async fn event(&mut self, ctx: &Context, message: Message) -> Result<(), BoxError> {
+        JsonConsumer::event(self, ctx, message).await
     }
 
     async fn disconnect(&mut self, ctx: &Context, code: u16) -> Result<(), BoxError> {

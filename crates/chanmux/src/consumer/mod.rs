@@ -22,6 +22,7 @@ pub(crate) mod runner;
 use std::future::Future;
 
 use bytes::Bytes;
+use chanmux_core::Message;
 
 pub use context::Context;
 pub(crate) use context::{Decision, Outbound, Unaccepted};
@@ -82,6 +83,22 @@ pub trait Consumer: Send + 'static {
         async { Ok(()) }
     }
 
+    /// A message arrived from the channel layer: sent to this consumer's
+    /// channel or to one of its groups (see [`Context::group_add`]). The
+    /// default ignores it. Frame messages never come here: they go straight
+    /// to the client.
+    ///
+    /// Dispatch by [`Message::message_type`], or parse the message into an
+    /// enum with `#[serde(tag = "type")]`.
+    fn event(
+        &mut self,
+        ctx: &Context,
+        message: Message,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = (ctx, message);
+        async { Ok(()) }
+    }
+
     /// The client disconnected with `code`. Nothing can be sent any more.
     fn disconnect(
         &mut self,
@@ -98,5 +115,6 @@ pub trait Consumer: Send + 'static {
 pub(crate) enum Event {
     Text(Text),
     Binary(Bytes),
+    Layer(Message),
     Disconnect(u16),
 }

@@ -5,13 +5,27 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use chanmux_core::close_code;
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
 use super::Event;
-use crate::{BoxError, Consumer, Context, SendError};
+use crate::layer::{ChannelName, InboxDelivery, SharedLayer};
+use crate::{BoxError, Consumer, Context, SendError, Text};
+
+/// Leaves the layer when dropped.
+struct ChannelRegistration {
+    layer: SharedLayer,
+    name: ChannelName,
+}
+
+impl Drop for ChannelRegistration {
+    fn drop(&mut self) {
+        self.layer.close_channel(&self.name);
+    }
+}
 
 /// How a handler failed.
 #[derive(Debug)]
@@ -64,7 +78,18 @@ pub(crate) async fn run<C: Consumer>(
     mut consumer: C,
     ctx: Context,
     mut inbox: mpsc::Receiver<Event>,
+    inbox_tx: mpsc::WeakSender<Event>,
 ) {
+    // Registered for as long as this future lives: dropping it (the consumer
+    // ended, failed, or was stopped at the close timeout) leaves every group.
+    let _channel = ctx.layer().map(|layer| {
+        let name = layer.new_channel(Arc::new(InboxDelivery::new(inbox_tx)));
+        ctx.set_channel_name(name.clone());
+        ChannelRegistration {
+            layer: layer.clone(),
+            name,
+        }
+    });
     let connected = guarded(consumer.connect(&ctx)).await;
     if let Err(failure) = connected {
         ctx.fail(failure).await;
@@ -80,6 +105,16 @@ pub(crate) async fn run<C: Consumer>(
                 ctx.report_undelivered().await;
                 continue;
             }
+            Some(Event::Layer(message)) => match message.frame_range() {
+                _ if ctx.is_finished() => continue,
+                // A broadcast frame: straight to the client, shared, not copied.
+                Some(range) => {
+                    ctx.send_frame(Text::shared_json(message.to_shared(), range))
+                        .await;
+                    continue;
+                }
+                None => guarded(consumer.event(&ctx, message)).await,
+            },
             Some(Event::Text(text)) => guarded(consumer.receive_text(&ctx, text)).await,
             Some(Event::Binary(data)) => guarded(consumer.receive_binary(&ctx, data)).await,
             Some(Event::Disconnect(code)) => break code,

@@ -55,7 +55,8 @@ impl Consumer for DemuxConsumer {
         let shared = Arc::new(Shared::new(ctx.clone(), total, self.spec.config.strict));
         for (name, factory) in self.spec.names.iter().zip(&self.spec.factories) {
             let (inbox, inbox_rx) = mpsc::channel(self.spec.config.stream_queue_capacity);
-            let child = Context::for_stream(name.clone(), shared.clone());
+            let child = Context::for_stream(name.clone(), shared.clone(), self.spec.layer.clone());
+            let inbox_weak = inbox.downgrade();
             self.streams.push(Slot {
                 ctx: child.clone(),
                 inbox,
@@ -63,6 +64,7 @@ impl Consumer for DemuxConsumer {
             self.tasks.spawn(factory.start(Start {
                 ctx: child,
                 inbox: inbox_rx,
+                inbox_tx: inbox_weak,
             }));
         }
         // The socket is accepted by the first stream that accepts (see Shared).

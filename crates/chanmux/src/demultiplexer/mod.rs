@@ -14,6 +14,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use serde::Serialize;
+
+use crate::GroupError;
+use crate::layer::{GroupName, Message, MessageError, SharedLayer};
 
 pub(crate) use shared::Shared;
 
@@ -52,6 +56,7 @@ struct Spec {
     factories: Vec<Arc<dyn ConsumerFactory>>,
     index: HashMap<Box<str>, usize>,
     config: DemultiplexerConfig,
+    layer: Option<SharedLayer>,
 }
 
 /// Settings of a [`Demultiplexer`].
@@ -85,6 +90,7 @@ pub struct DemultiplexerBuilder {
     names: Vec<Arc<str>>,
     factories: Vec<Arc<dyn ConsumerFactory>>,
     config: DemultiplexerConfig,
+    layer: Option<SharedLayer>,
 }
 
 /// A type that lists its streams, like a Python subclass with `applications = {...}`.
@@ -117,6 +123,7 @@ impl Demultiplexer {
             names: Vec::new(),
             factories: Vec::new(),
             config: DemultiplexerConfig::default(),
+            layer: None,
         }
     }
 
@@ -133,6 +140,53 @@ impl Demultiplexer {
     /// The settings.
     pub fn config(&self) -> &DemultiplexerConfig {
         &self.spec.config
+    }
+
+    /// The channel layer its streams use, if one was set.
+    pub fn layer(&self) -> Option<&SharedLayer> {
+        self.spec.layer.as_ref()
+    }
+
+    /// Sends `{"stream": stream, "payload": payload}` straight to the client
+    /// of every consumer in `group`, without passing through the consumers.
+    /// The frame is serialised once and shared by every recipient, across
+    /// processes too when the layer spans them.
+    ///
+    /// # Errors
+    ///
+    /// An invalid group name, no layer, or the layer's backend failing.
+    pub async fn group_send<T: Serialize + ?Sized>(
+        &self,
+        group: &str,
+        stream: &str,
+        payload: &T,
+    ) -> Result<(), GroupError> {
+        let payload =
+            serde_json::to_string(payload).map_err(|e| MessageError::InvalidJson(e.to_string()))?;
+        self.group_send_raw(group, stream, &payload).await
+    }
+
+    /// As [`group_send`](Demultiplexer::group_send), with the payload given as
+    /// JSON text, which is checked but not re-serialised.
+    ///
+    /// # Errors
+    ///
+    /// As [`group_send`](Demultiplexer::group_send), and
+    /// [`MessageError::InvalidJson`] when `payload` is not JSON.
+    pub async fn group_send_raw(
+        &self,
+        group: &str,
+        stream: &str,
+        payload: &str,
+    ) -> Result<(), GroupError> {
+        let group = GroupName::new(group)?;
+        let layer = self.spec.layer.as_ref().ok_or(GroupError::NoLayer)?;
+        serde_json::from_str::<serde::de::IgnoredAny>(payload)
+            .map_err(|e| MessageError::InvalidJson(e.to_string()))?;
+        layer
+            .group_send(&group, Message::frame(stream, payload))
+            .await?;
+        Ok(())
     }
 }
 
@@ -179,6 +233,13 @@ impl DemultiplexerBuilder {
         self
     }
 
+    /// Gives the streams a channel layer for groups (see [`crate::layer`]),
+    /// e.g. `Arc::new(InMemoryLayer::new())`.
+    pub fn layer(mut self, layer: SharedLayer) -> Self {
+        self.layer = Some(layer);
+        self
+    }
+
     /// Replaces all settings at once.
     pub fn config(mut self, config: DemultiplexerConfig) -> Self {
         assert!(
@@ -203,6 +264,7 @@ impl DemultiplexerBuilder {
                 factories: self.factories,
                 index,
                 config: self.config,
+                layer: self.layer,
             }),
         }
     }

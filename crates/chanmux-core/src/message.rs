@@ -1,0 +1,240 @@
+//! [`Message`]: what travels on a channel layer.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::StreamPrefix;
+use crate::object::{self, ObjectError};
+
+/// The `type` of a message that carries a ready-made frame for clients.
+pub const FRAME_TYPE: &str = "chanmux.frame";
+
+/// A message on a channel layer: one JSON object with a string `type` field.
+///
+/// Serialised once and shared: cloning is a reference-count bump, so a group
+/// send hands every recipient the same text. Read it with
+/// [`message_type`](Message::message_type) and [`json`](Message::json); an
+/// internally tagged serde enum (`#[serde(tag = "type")]`) dispatches by type.
+///
+/// A *frame message* ([`Message::frame`]) carries a complete
+/// `{"stream", "payload"}` frame that the runtime writes straight to each
+/// recipient's socket, without passing it through a consumer.
+#[derive(Clone)]
+pub struct Message {
+    text: Arc<str>,
+    kind: Range<usize>,
+    frame: Option<Range<usize>>,
+}
+
+/// Why a message was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// The text is not valid JSON, or could not be serialised.
+    #[error("message is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The JSON is not an object.
+    #[error("message is not a JSON object")]
+    NotAnObject,
+    /// The object has no `type` field, or it is not a string.
+    #[error("message has no string `type` field")]
+    MissingType,
+    /// A `chanmux.frame` message without a valid `frame` object.
+    #[error("frame message has no valid `frame` field")]
+    BadFrame,
+}
+
+impl Message {
+    /// Serialises `event`, which must serialise to an object with a string `type`.
+    ///
+    /// # Errors
+    ///
+    /// When it does not serialise, or not to such an object.
+    pub fn new<T: Serialize + ?Sized>(event: &T) -> Result<Self, MessageError> {
+        let text =
+            serde_json::to_string(event).map_err(|e| MessageError::InvalidJson(e.to_string()))?;
+        Message::from_json(text)
+    }
+
+    /// Reads a message from JSON text (as received from a backend).
+    ///
+    /// # Errors
+    ///
+    /// When the text is not an object with a string `type`.
+    pub fn from_json(text: impl Into<Arc<str>>) -> Result<Self, MessageError> {
+        let text: Arc<str> = text.into();
+        let [kind, frame] = object::fields(&text, ["type", "frame"]).map_err(|e| match e {
+            ObjectError::NotAnObject => MessageError::NotAnObject,
+            ObjectError::Invalid(e) => MessageError::InvalidJson(e.to_string()),
+        })?;
+        let kind = kind.ok_or(MessageError::MissingType)?;
+        let type_name = object::json_str(kind).ok_or(MessageError::MissingType)?;
+        if type_name.len() + 2 != kind.get().len() {
+            // An escaped `type` is rare: rewrite it plainly so it can be borrowed.
+            return Message::with_plain_type(&text, &type_name);
+        }
+        let start = offset(&text, kind.get()) + 1;
+        let kind = start..start + type_name.len();
+        let frame = if &text[kind.clone()] == FRAME_TYPE {
+            let frame = frame.ok_or(MessageError::BadFrame)?;
+            if !frame.get().starts_with('{') {
+                return Err(MessageError::BadFrame);
+            }
+            let start = offset(&text, frame.get());
+            Some(start..start + frame.get().len())
+        } else {
+            None
+        };
+        Ok(Message { text, kind, frame })
+    }
+
+    /// Rebuilds the text with an unescaped `type` so it can be borrowed.
+    fn with_plain_type(text: &str, type_name: &str) -> Result<Self, MessageError> {
+        let mut value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| MessageError::InvalidJson(e.to_string()))?;
+        value["type"] = serde_json::Value::String(type_name.to_owned());
+        let plain =
+            serde_json::to_string(&value).map_err(|e| MessageError::InvalidJson(e.to_string()))?;
+        Message::from_json(plain)
+    }
+
+    /// A frame message: `{"stream": stream, "payload": payload}` for clients,
+    /// built once. `payload` must be valid JSON text; it is not re-serialised.
+    pub fn frame(stream: &str, payload: &str) -> Self {
+        let frame = StreamPrefix::new(stream).wrap(payload);
+        let mut text = String::with_capacity(frame.len() + 36);
+        text.push_str(r#"{"type":""#);
+        text.push_str(FRAME_TYPE);
+        text.push_str(r#"","frame":"#);
+        let start = text.len();
+        text.push_str(&frame);
+        let end = text.len();
+        text.push('}');
+        Message {
+            text: text.into(),
+            kind: 9..9 + FRAME_TYPE.len(),
+            frame: Some(start..end),
+        }
+    }
+
+    /// The message's `type`.
+    pub fn message_type(&self) -> &str {
+        &self.text[self.kind.clone()]
+    }
+
+    /// The whole message as JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The shared text (for backends that send it on).
+    pub fn to_shared(&self) -> Arc<str> {
+        self.text.clone()
+    }
+
+    /// For a frame message, the `{"stream", "payload"}` frame to write to clients.
+    pub fn frame_text(&self) -> Option<&str> {
+        self.frame.clone().map(|range| &self.text[range])
+    }
+
+    /// For a frame message, where the frame sits in [`as_str`](Message::as_str).
+    pub fn frame_range(&self) -> Option<Range<usize>> {
+        self.frame.clone()
+    }
+
+    /// Parses the message into `T`.
+    ///
+    /// # Errors
+    ///
+    /// When it does not fit `T`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.text)
+    }
+}
+
+/// Byte offset of `part` inside `whole` (a sub-slice of it).
+fn offset(whole: &str, part: &str) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("type", &self.message_type())
+            .field("len", &self.text.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_message_reads_its_type_and_keeps_its_text() {
+        let message =
+            Message::from_json(r#"{"text": "hi", "type": "chat.message", "n": 1e3}"#).unwrap();
+        assert_eq!(message.message_type(), "chat.message");
+        assert_eq!(
+            message.as_str(),
+            r#"{"text": "hi", "type": "chat.message", "n": 1e3}"#
+        );
+        assert_eq!(message.frame_text(), None);
+        let value: serde_json::Value = message.json().unwrap();
+        assert_eq!(value["text"], "hi");
+    }
+
+    #[test]
+    fn messages_without_a_string_type_are_rejected() {
+        assert_eq!(
+            Message::from_json("[1]").unwrap_err(),
+            MessageError::NotAnObject
+        );
+        assert_eq!(
+            Message::from_json(r#"{"t": 1}"#).unwrap_err(),
+            MessageError::MissingType
+        );
+        assert_eq!(
+            Message::from_json(r#"{"type": 1}"#).unwrap_err(),
+            MessageError::MissingType
+        );
+        assert!(matches!(
+            Message::from_json("{"),
+            Err(MessageError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            Message::new(&json!("x")),
+            Err(MessageError::NotAnObject)
+        ));
+        assert_eq!(
+            Message::from_json(r#"{"type": "chanmux.frame", "frame": 3}"#).unwrap_err(),
+            MessageError::BadFrame
+        );
+    }
+
+    #[test]
+    fn escaped_type_names_are_unescaped() {
+        let message = Message::from_json(r#"{"type": "a\u002eb", "x": [1]}"#).unwrap();
+        assert_eq!(message.message_type(), "a.b");
+        assert_eq!(
+            message.json::<serde_json::Value>().unwrap()["x"],
+            json!([1])
+        );
+    }
+
+    #[test]
+    fn a_frame_message_round_trips_through_its_text() {
+        let message = Message::frame("chat", r#"{"room": "a", "message": 1e3}"#);
+        assert_eq!(message.message_type(), FRAME_TYPE);
+        let frame = r#"{"stream":"chat","payload":{"room": "a", "message": 1e3}}"#;
+        assert_eq!(message.frame_text(), Some(frame));
+        let again = Message::from_json(message.to_shared()).unwrap();
+        assert_eq!(again.frame_text(), Some(frame));
+        assert_eq!(again.message_type(), FRAME_TYPE);
+    }
+}

@@ -1,0 +1,27 @@
+//! Delivering layer messages into a consumer's inbox.
+
+use tokio::sync::mpsc;
+
+use super::{Deliver, Message};
+use crate::consumer::Event;
+
+/// Puts messages in a consumer's inbox, without waiting: a full inbox drops
+/// the message (at-most-once delivery). Holds the inbox weakly, so a
+/// connection that has gone away is not kept open by its layer registration.
+pub(crate) struct InboxDelivery {
+    inbox: mpsc::WeakSender<Event>,
+}
+
+impl InboxDelivery {
+    pub(crate) fn new(inbox: mpsc::WeakSender<Event>) -> Self {
+        InboxDelivery { inbox }
+    }
+}
+
+impl Deliver for InboxDelivery {
+    fn deliver(&self, message: Message) -> bool {
+        self.inbox
+            .upgrade()
+            .is_some_and(|inbox| inbox.try_send(Event::Layer(message)).is_ok())
+    }
+}
