@@ -1,4 +1,4 @@
-//! The behaviour every [`ChannelLayer`] must have, as one suite that each
+//! The behaviour every [`ChannelLayer`](crate::layer::ChannelLayer) must have, as one suite that each
 //! backend runs: `run_all(|| async { (layer_a, layer_b) }).await`.
 //!
 //! The two layers of a pair must share one backend (two clones of an
