@@ -1,0 +1,40 @@
+//! [`RedisLayerConfig`].
+
+use std::time::Duration;
+
+/// Settings of a [`RedisLayer`](crate::RedisLayer).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedisLayerConfig {
+    /// Prefix of every Redis channel the layer uses, so several applications
+    /// can share one Redis. Default `"chanmux"`.
+    pub prefix: String,
+    /// How long an operation waits for Redis before failing with
+    /// [`LayerError::Backend`](crate::LayerError::Backend). Default 5 s.
+    pub operation_timeout: Duration,
+}
+
+impl Default for RedisLayerConfig {
+    fn default() -> Self {
+        RedisLayerConfig {
+            prefix: "chanmux".to_owned(),
+            operation_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RedisLayerConfig {
+    /// Sets [`prefix`](Self::prefix) (default `"chanmux"`).
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`operation_timeout`](Self::operation_timeout) (default 5 s).
+    #[must_use]
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+}

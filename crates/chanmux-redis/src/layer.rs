@@ -1,0 +1,430 @@
+//! [`RedisLayer`]: the [`ChannelLayer`] over Redis pub/sub.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chanmux_core::layer::{BoxFuture, ChannelLayer, Deliver, LayerError, LayerStats};
+use chanmux_core::{ChannelName, GroupName, Message};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+use crate::RedisLayerConfig;
+use crate::subscriber::{self, Command};
+
+/// A channel layer shared by every process connected to one Redis.
+///
+/// Cheap to clone; clones share channels, groups and connections. The
+/// background task that receives from Redis stops when the last clone drops.
+#[derive(Clone)]
+pub struct RedisLayer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    publisher: ConnectionManager,
+    next_channel: AtomicU64,
+    commands: mpsc::UnboundedSender<Command>,
+    subscriber: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.subscriber.abort();
+    }
+}
+
+/// What the layer and its subscriber task both see.
+pub(crate) struct Shared {
+    /// This instance's id: the first part of its channel names.
+    pub(crate) id: String,
+    pub(crate) config: RedisLayerConfig,
+    local: Mutex<Local>,
+    dropped: AtomicU64,
+    pub(crate) connected: AtomicBool,
+}
+
+#[derive(Default)]
+struct Local {
+    channels: HashMap<ChannelName, Channel>,
+    groups: HashMap<GroupName, HashSet<ChannelName>>,
+}
+
+struct Channel {
+    delivery: Arc<dyn Deliver>,
+    groups: HashSet<GroupName>,
+}
+
+/// Why [`RedisLayer::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL is not a Redis URL.
+    #[error("invalid Redis URL {url:?}: {source}")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// What the client said.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// Redis did not answer (refused, unreachable or timed out).
+    #[error("cannot reach Redis at {url}: {reason}")]
+    Unreachable {
+        /// The URL given.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl RedisLayer {
+    /// Connects to the Redis at `url` (e.g. `redis://127.0.0.1:6379/`) with
+    /// default settings.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConnectError`] when the URL is invalid or Redis cannot be reached:
+    /// the layer never starts half-connected.
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        RedisLayer::connect_with_config(url, RedisLayerConfig::default()).await
+    }
+
+    /// Connects with `config`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](RedisLayer::connect).
+    pub async fn connect_with_config(
+        url: &str,
+        config: RedisLayerConfig,
+    ) -> Result<Self, ConnectError> {
+        let client = redis::Client::open(url).map_err(|source| ConnectError::InvalidUrl {
+            url: url.to_owned(),
+            source,
+        })?;
+        let unreachable = |reason: String| ConnectError::Unreachable {
+            url: url.to_owned(),
+            reason,
+        };
+        let wait = config.operation_timeout;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(wait))
+            .set_response_timeout(Some(wait));
+        let publisher = timeout(
+            wait,
+            ConnectionManager::new_with_config(client.clone(), manager_config),
+        )
+        .await
+        .map_err(|_| unreachable(format!("no answer within {wait:?}")))?
+        .map_err(|e| unreachable(e.to_string()))?;
+        let pubsub = timeout(wait, client.get_async_pubsub())
+            .await
+            .map_err(|_| unreachable(format!("no answer within {wait:?}")))?
+            .map_err(|e| unreachable(e.to_string()))?;
+
+        let shared = Arc::new(Shared {
+            id: instance_id(),
+            config,
+            local: Mutex::new(Local::default()),
+            dropped: AtomicU64::new(0),
+            connected: AtomicBool::new(true),
+        });
+        let (mut sink, stream) = pubsub.split();
+        timeout(wait, sink.subscribe(shared.topics()))
+            .await
+            .map_err(|_| unreachable(format!("no answer within {wait:?}")))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let subscriber = tokio::spawn(subscriber::run(
+            client,
+            shared.clone(),
+            sink,
+            stream,
+            commands_rx,
+        ));
+        Ok(RedisLayer {
+            inner: Arc::new(Inner {
+                shared,
+                publisher,
+                next_channel: AtomicU64::new(0),
+                commands,
+                subscriber,
+            }),
+        })
+    }
+
+    /// Whether the subscription connection to Redis is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.inner.shared.connected.load(Ordering::Acquire)
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// `PUBLISH topic payload`, bounded by the operation timeout.
+    async fn publish(&self, topic: String, payload: String) -> Result<(), LayerError> {
+        let mut publisher = self.inner.publisher.clone();
+        let wait = self.shared().config.operation_timeout;
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(topic).arg(payload);
+        match timeout(wait, command.query_async::<i64>(&mut publisher)).await {
+            Ok(Ok(_receivers)) => Ok(()),
+            Ok(Err(e)) => Err(LayerError::Backend(Box::new(e))),
+            Err(_) => Err(LayerError::Backend(
+                format!("Redis did not answer within {wait:?}").into(),
+            )),
+        }
+    }
+}
+
+/// A random id for this layer instance, valid in channel names.
+fn instance_id() -> String {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    format!("r{:016x}", hasher.finish())
+}
+
+impl Shared {
+    fn local(&self) -> std::sync::MutexGuard<'_, Local> {
+        // Only map operations run under this lock; nothing in it panics.
+        self.local.lock().expect("layer state lock poisoned")
+    }
+
+    pub(crate) fn process_topic(&self) -> String {
+        format!("{}:p:{}", self.config.prefix, self.id)
+    }
+
+    pub(crate) fn group_topic(&self, group: &str) -> String {
+        format!("{}:g:{group}", self.config.prefix)
+    }
+
+    /// Every Redis channel this instance must be subscribed to now.
+    pub(crate) fn topics(&self) -> Vec<String> {
+        let local = self.local();
+        std::iter::once(self.process_topic())
+            .chain(local.groups.keys().map(|g| self.group_topic(g.as_str())))
+            .collect()
+    }
+
+    /// Whether `topic` is still needed (a group with local members).
+    pub(crate) fn wants(&self, topic: &str) -> bool {
+        let prefix = format!("{}:g:", self.config.prefix);
+        match topic
+            .strip_prefix(&prefix)
+            .and_then(|g| GroupName::new(g).ok())
+        {
+            Some(group) => self.local().groups.contains_key(&group),
+            None => topic == self.process_topic(),
+        }
+    }
+
+    /// Hands a message received from Redis to the local channels it is for.
+    pub(crate) fn dispatch(&self, topic: &str, payload: &str) {
+        let group_prefix = format!("{}:g:", self.config.prefix);
+        let (deliveries, text): (Vec<Arc<dyn Deliver>>, &str) =
+            if let Some(group) = topic.strip_prefix(&group_prefix) {
+                let Ok(group) = GroupName::new(group) else {
+                    return;
+                };
+                let local = self.local();
+                let members = local.groups.get(&group).into_iter().flatten();
+                let deliveries = members
+                    .filter_map(|name| local.channels.get(name).map(|c| c.delivery.clone()))
+                    .collect();
+                (deliveries, payload)
+            } else {
+                let Some((channel, text)) = payload.split_once(' ') else {
+                    tracing::warn!(topic, "malformed direct message from Redis; dropped");
+                    return;
+                };
+                let Ok(channel) = ChannelName::new(channel) else {
+                    return;
+                };
+                let delivery = self
+                    .local()
+                    .channels
+                    .get(&channel)
+                    .map(|c| c.delivery.clone());
+                match delivery {
+                    Some(delivery) => (vec![delivery], text),
+                    None => {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            };
+        if deliveries.is_empty() {
+            return;
+        }
+        // Parsed once per process, shared by every local recipient.
+        let message = match Message::from_json(text) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "invalid message from Redis; dropped");
+                return;
+            }
+        };
+        for delivery in deliveries {
+            if !delivery.deliver(message.clone()) {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl ChannelLayer for RedisLayer {
+    fn new_channel(&self, delivery: Arc<dyn Deliver>) -> ChannelName {
+        let n = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
+        let name = ChannelName::new(&format!("{}.{n}", self.shared().id))
+            .expect("generated names are valid");
+        self.shared().local().channels.insert(
+            name.clone(),
+            Channel {
+                delivery,
+                groups: HashSet::new(),
+            },
+        );
+        name
+    }
+
+    fn close_channel(&self, channel: &ChannelName) {
+        let mut emptied = Vec::new();
+        {
+            let mut local = self.shared().local();
+            let Some(closed) = local.channels.remove(channel) else {
+                return;
+            };
+            for group in closed.groups {
+                if let Some(members) = local.groups.get_mut(&group) {
+                    members.remove(channel);
+                    if members.is_empty() {
+                        local.groups.remove(&group);
+                        emptied.push(group);
+                    }
+                }
+            }
+        }
+        for group in emptied {
+            let _ = self.inner.commands.send(Command::Unsubscribe(
+                self.shared().group_topic(group.as_str()),
+            ));
+        }
+    }
+
+    fn send<'a>(
+        &'a self,
+        channel: &'a ChannelName,
+        message: Message,
+    ) -> BoxFuture<'a, Result<(), LayerError>> {
+        Box::pin(async move {
+            // Channel names are `<instance id>.<n>`: publish to that instance.
+            let instance = channel
+                .as_str()
+                .rsplit_once('.')
+                .map_or(channel.as_str(), |(id, _)| id);
+            let topic = format!("{}:p:{instance}", self.shared().config.prefix);
+            self.publish(topic, format!("{channel} {}", message.as_str()))
+                .await
+        })
+    }
+
+    fn group_add<'a>(
+        &'a self,
+        group: &'a GroupName,
+        channel: &'a ChannelName,
+    ) -> BoxFuture<'a, Result<(), LayerError>> {
+        Box::pin(async move {
+            {
+                let mut local = self.shared().local();
+                let Some(member) = local.channels.get_mut(channel) else {
+                    return Err(LayerError::UnknownChannel(channel.clone()));
+                };
+                member.groups.insert(group.clone());
+                local
+                    .groups
+                    .entry(group.clone())
+                    .or_default()
+                    .insert(channel.clone());
+            }
+            // Subscribing again is harmless, and waiting for it means a group
+            // send made after this returns reaches the new member.
+            let (ack, acked) = oneshot::channel();
+            let topic = self.shared().group_topic(group.as_str());
+            let _ = self.inner.commands.send(Command::Subscribe(topic, ack));
+            let wait = self.shared().config.operation_timeout;
+            match timeout(wait, acked).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(e))) => Err(LayerError::Backend(e.into())),
+                Ok(Err(_)) => Err(LayerError::Backend("the Redis subscriber stopped".into())),
+                Err(_) => Err(LayerError::Backend(
+                    format!("Redis did not answer within {wait:?}").into(),
+                )),
+            }
+        })
+    }
+
+    fn group_discard<'a>(
+        &'a self,
+        group: &'a GroupName,
+        channel: &'a ChannelName,
+    ) -> BoxFuture<'a, Result<(), LayerError>> {
+        let emptied = {
+            let mut local = self.shared().local();
+            if let Some(member) = local.channels.get_mut(channel) {
+                member.groups.remove(group);
+            }
+            match local.groups.get_mut(group) {
+                Some(members) => {
+                    members.remove(channel);
+                    members.is_empty() && local.groups.remove(group).is_some()
+                }
+                None => false,
+            }
+        };
+        if emptied {
+            let _ = self.inner.commands.send(Command::Unsubscribe(
+                self.shared().group_topic(group.as_str()),
+            ));
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn group_send<'a>(
+        &'a self,
+        group: &'a GroupName,
+        message: Message,
+    ) -> BoxFuture<'a, Result<(), LayerError>> {
+        Box::pin(async move {
+            let topic = self.shared().group_topic(group.as_str());
+            self.publish(topic, message.as_str().to_owned()).await
+        })
+    }
+
+    fn stats(&self) -> LayerStats {
+        let local = self.shared().local();
+        LayerStats::new(
+            local.channels.len(),
+            local.groups.len(),
+            local.groups.values().map(HashSet::len).sum(),
+            self.shared().dropped.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl fmt::Debug for RedisLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisLayer")
+            .field("id", &self.shared().id)
+            .field("connected", &self.is_connected())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

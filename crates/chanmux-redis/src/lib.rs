@@ -1,0 +1,57 @@
+//! A Redis channel layer for channels-multiplexer: groups and channel sends
+//! across processes and machines, over Redis pub/sub.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use chanmux::{Consumer, Demultiplexer};
+//! use chanmux_redis::RedisLayer;
+//!
+//! struct Quiet;
+//! impl Consumer for Quiet {}
+//!
+//! # async fn doc_main() -> Result<(), chanmux_redis::ConnectError> {
+//! // Fails at once, with the reason, when Redis cannot be reached.
+//! let layer = RedisLayer::connect("redis://127.0.0.1:6379/").await?;
+//! let demux = Demultiplexer::builder()
+//!     .stream("quiet", || Quiet)
+//!     .layer(Arc::new(layer))
+//!     .build();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it works
+//!
+//! Every layer instance (one per process, usually) has a random id; its
+//! channels are named `<id>.<n>` and it subscribes to one Redis channel for
+//! all of them, `<prefix>:p:<id>`. A group has the Redis channel
+//! `<prefix>:g:<group>`, which an instance subscribes to while it has local
+//! members; a group send is one `PUBLISH`, and each subscribed instance hands
+//! the message to its local members. Membership lives in the processes, not
+//! in Redis: it ends with the consumer, and with the process, so nothing in
+//! Redis can go stale and nothing needs to expire.
+//!
+//! # Guarantees and faults
+//!
+//! Those of every layer ([`chanmux_core::layer`]): at most once, in order per
+//! sender. In addition:
+//!
+//! - Unreachable at start: [`RedisLayer::connect`] returns a [`ConnectError`].
+//! - Lost while running: sends fail with [`LayerError::Backend`] and what they
+//!   carried is lost; messages published by others meanwhile are lost for this
+//!   instance. The layer reconnects in the background (backing off up to 2 s),
+//!   subscribes again to every channel it needs, and delivery resumes; the
+//!   process stays up. [`RedisLayer::is_connected`] tells the state.
+//! - A `group_add` during an outage records the membership at once and waits
+//!   up to the operation timeout for the subscription; if Redis is still
+//!   away it returns [`LayerError::Backend`], and the subscription is made
+//!   when Redis returns.
+
+mod config;
+mod layer;
+mod subscriber;
+
+pub use config::RedisLayerConfig;
+pub use layer::{ConnectError, RedisLayer};
+
+pub use chanmux_core::layer::LayerError;
