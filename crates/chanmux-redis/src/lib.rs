@@ -50,6 +50,8 @@
 mod config;
 mod layer;
 mod subscriber;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 pub use config::RedisLayerConfig;
 pub use layer::{ConnectError, RedisLayer};

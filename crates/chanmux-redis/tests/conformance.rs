@@ -1,7 +1,7 @@
 //! The channel layer conformance suite against a real redis-server, with two
 //! layer instances standing for two processes.
 
-mod support;
+use chanmux_redis::testing as support;
 
 use std::sync::Arc;
 

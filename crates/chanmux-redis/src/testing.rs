@@ -1,5 +1,5 @@
-//! A real `redis-server`, started by the test on a free loopback port.
-#![allow(dead_code, unreachable_pub)]
+//! A real `redis-server` for tests, started on a free loopback port
+//! (feature `test-util`).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,7 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
-/// A redis-server child process; killed when dropped.
+/// A `redis-server` child process with no persistence; killed when dropped.
+#[derive(Debug)]
 pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
@@ -16,17 +17,25 @@ pub struct RedisServer {
 }
 
 /// A loopback port nobody listens on right now.
+///
+/// # Panics
+///
+/// When no loopback port can be bound.
 pub async fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    listener.local_addr().expect("a bound address").port()
 }
 
 impl RedisServer {
     /// Starts a server with no persistence on a free port.
+    ///
+    /// # Panics
+    ///
+    /// When `redis-server` is not on `PATH` or does not start within 10 s.
     pub async fn start() -> Self {
         let mut server = RedisServer {
             port: free_port().await,
-            dir: tempfile::tempdir().unwrap(),
+            dir: tempfile::tempdir().expect("a temporary directory"),
             child: None,
         };
         server.restart().await;
@@ -38,14 +47,24 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Kills the server and waits for it to be gone.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            child.kill().await.unwrap();
+            // Already gone is as good as killed.
+            let _ = child.kill().await;
         }
     }
 
     /// Starts the server (again) on the same port and waits until it answers.
+    ///
+    /// # Panics
+    ///
+    /// When it is running, or does not start.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop it first");
         let child = Command::new("redis-server")

@@ -1,0 +1,154 @@
+//! Redis missing at start, and Redis restarted under a running layer, with a
+//! real redis-server that the test stops and starts.
+
+use chanmux_redis::testing as support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chanmux::layer::{ChannelLayer, ChannelName, Deliver, GroupName, Message};
+use chanmux_redis::{ConnectError, LayerError, RedisLayer, RedisLayerConfig};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Queue(mpsc::Sender<Message>);
+
+impl Deliver for Queue {
+    fn deliver(&self, message: Message) -> bool {
+        self.0.try_send(message).is_ok()
+    }
+}
+
+fn mailbox(layer: &RedisLayer) -> (ChannelName, mpsc::Receiver<Message>) {
+    let (tx, rx) = mpsc::channel(64);
+    (layer.new_channel(Arc::new(Queue(tx))), rx)
+}
+
+fn event(n: u64) -> Message {
+    Message::new(&json!({"type": "test", "n": n})).unwrap()
+}
+
+async fn wait_for(what: &str, condition: impl Fn() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+/// Group-sends until one arrives: after an outage, the first publishes may
+/// still fail while the publishing connection comes back.
+async fn send_until_received(layer: &RedisLayer, group: &GroupName, inbox: &mut mpsc::Receiver<Message>) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let _ = layer.group_send(group, event(7)).await;
+            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), inbox.recv()).await {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("group sends reach members again after Redis is back");
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_a_clear_error_at_start() {
+    let port = support::free_port().await;
+    let url = format!("redis://127.0.0.1:{port}/");
+    let config = RedisLayerConfig::default().with_operation_timeout(Duration::from_secs(2));
+    let error = RedisLayer::connect_with_config(&url, config).await.unwrap_err();
+    assert!(matches!(error, ConnectError::Unreachable { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("cannot reach Redis") && message.contains(&url), "{message}");
+
+    let error = RedisLayer::connect("not a url").await.unwrap_err();
+    assert!(matches!(error, ConnectError::InvalidUrl { .. }), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_layer_reconnects_and_resubscribes_after_redis_restarts() {
+    let mut server = support::RedisServer::start().await;
+    let config = RedisLayerConfig::default().with_operation_timeout(Duration::from_secs(2));
+    let receiver = RedisLayer::connect_with_config(&server.url(), config.clone()).await.unwrap();
+    let sender = RedisLayer::connect_with_config(&server.url(), config).await.unwrap();
+    let group = GroupName::new("restart").unwrap();
+    let (member, mut inbox) = mailbox(&receiver);
+    receiver.group_add(&group, &member).await.unwrap();
+    sender.group_send(&group, event(1)).await.unwrap();
+    assert!(inbox.recv().await.is_some());
+
+    server.stop().await;
+    wait_for("the layer to notice", || !receiver.is_connected()).await;
+    // While Redis is away, sends fail and say so; the process stays up.
+    let failed = sender.group_send(&group, event(2)).await;
+    assert!(matches!(failed, Err(LayerError::Backend(_))), "{failed:?}");
+    // A membership made during the outage is kept and subscribed on return.
+    let late_group = GroupName::new("joined-during-outage").unwrap();
+    let (late, mut late_inbox) = mailbox(&receiver);
+    assert!(matches!(receiver.group_add(&late_group, &late).await, Err(LayerError::Backend(_))));
+
+    server.restart().await;
+    wait_for("the layer to reconnect", || receiver.is_connected()).await;
+    send_until_received(&sender, &group, &mut inbox).await;
+    send_until_received(&sender, &late_group, &mut late_inbox).await;
+    // Direct channel sends work again too.
+    sender.send(&member, event(9)).await.unwrap();
+    let message = tokio::time::timeout(WAIT, async {
+        loop {
+            let message = inbox.recv().await.expect("open");
+            if message.json::<serde_json::Value>().unwrap()["n"] == 9 {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("the direct send arrives");
+    assert_eq!(message.message_type(), "test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_clients_joining_groups_leave_no_membership_in_the_redis_layer() {
+    use chanmux::testing::Communicator;
+    use chanmux::{BoxError, Consumer, Context, Demultiplexer};
+
+    struct Joins;
+    impl Consumer for Joins {
+        async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
+            ctx.accept().await?;
+            ctx.group_add("lobby").await?;
+            ctx.send_json(&"joined").await?;
+            Ok(())
+        }
+    }
+
+    let server = support::RedisServer::start().await;
+    let layer = RedisLayer::connect(&server.url()).await.unwrap();
+    let demux = Demultiplexer::builder()
+        .stream("s", || Joins)
+        .layer(Arc::new(layer.clone()))
+        .build();
+    let mut open = Vec::new();
+    for i in 0..10_000 {
+        let mut comm = Communicator::new(demux.clone(), "/");
+        assert!(comm.connect().await.is_accepted());
+        comm.receive_json_from().await;
+        open.push(comm);
+        if open.len() == 250 {
+            let during = layer.stats();
+            assert_eq!((during.channels, during.groups, during.memberships), (250, 1, 250));
+            for (j, mut comm) in open.drain(..).enumerate() {
+                if (i + j) % 4 == 0 {
+                    comm.abort().await;
+                } else {
+                    comm.disconnect(1000).await;
+                }
+            }
+        }
+    }
+    let stats = layer.stats();
+    assert_eq!((stats.channels, stats.groups, stats.memberships), (0, 0, 0));
+}
