@@ -102,6 +102,28 @@ test('invalid JSON is caught in the page; sent raw it gets invalid_json', async 
   assert.equal(await page.getAttribute('#status', 'data-state'), 'open');
 });
 
+test('chat: two tabs in one room hear each other', async () => {
+  const other = await browser.newPage();
+  await other.goto(url);
+  await other.waitForSelector('#status[data-state="open"]', { timeout: 10000 });
+  const join = async (p) => {
+    const n = await p.locator('#log .entry.received').count();
+    await p.fill('#stream', 'chat');
+    await p.fill('#payload', '{"join": "lobby"}');
+    await p.click('#send');
+    await p.waitForFunction((n) => document.querySelectorAll('#log .entry.received').length > n, n);
+  };
+  await join(page);
+  await join(other);
+  const before = await other.locator('#log .entry.received').count();
+  await sendAndWait('chat', '{"room": "lobby", "message": "hello from tab one"}', 'received');
+  await other.waitForFunction((n) => document.querySelectorAll('#log .entry.received').length > n, before);
+  const heard = other.locator('#log .entry.received').last();
+  assert.equal(await heard.getAttribute('data-stream'), 'chat');
+  assert.match(await heard.textContent(), /hello from tab one/);
+  await other.close();
+});
+
 test('stopping the server with Ctrl-C shows the 1001 close', async () => {
   server.kill('SIGINT');
   await page.waitForSelector('#status[data-state="closed"]', { timeout: 10000 });

@@ -117,6 +117,12 @@ impl RedisLayer {
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(wait))
             .set_response_timeout(Some(wait));
+        // The subscription connection first: one attempt, so a refused
+        // connection fails at once rather than after the publisher's retries.
+        let pubsub = timeout(wait, client.get_async_pubsub())
+            .await
+            .map_err(|_| unreachable(format!("no answer within {wait:?}")))?
+            .map_err(|e| unreachable(e.to_string()))?;
         let publisher = timeout(
             wait,
             ConnectionManager::new_with_config(client.clone(), manager_config),
@@ -124,10 +130,6 @@ impl RedisLayer {
         .await
         .map_err(|_| unreachable(format!("no answer within {wait:?}")))?
         .map_err(|e| unreachable(e.to_string()))?;
-        let pubsub = timeout(wait, client.get_async_pubsub())
-            .await
-            .map_err(|_| unreachable(format!("no answer within {wait:?}")))?
-            .map_err(|e| unreachable(e.to_string()))?;
 
         let shared = Arc::new(Shared {
             id: instance_id(),

@@ -22,7 +22,9 @@ pub struct RedisServer {
 ///
 /// When no loopback port can be bound.
 pub async fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
     listener.local_addr().expect("a bound address").port()
 }
 

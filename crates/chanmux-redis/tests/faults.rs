@@ -42,11 +42,17 @@ async fn wait_for(what: &str, condition: impl Fn() -> bool) {
 
 /// Group-sends until one arrives: after an outage, the first publishes may
 /// still fail while the publishing connection comes back.
-async fn send_until_received(layer: &RedisLayer, group: &GroupName, inbox: &mut mpsc::Receiver<Message>) {
+async fn send_until_received(
+    layer: &RedisLayer,
+    group: &GroupName,
+    inbox: &mut mpsc::Receiver<Message>,
+) {
     tokio::time::timeout(WAIT, async {
         loop {
             let _ = layer.group_send(group, event(7)).await;
-            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), inbox.recv()).await {
+            if let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(200), inbox.recv()).await
+            {
                 return;
             }
         }
@@ -60,21 +66,36 @@ async fn an_unreachable_redis_is_a_clear_error_at_start() {
     let port = support::free_port().await;
     let url = format!("redis://127.0.0.1:{port}/");
     let config = RedisLayerConfig::default().with_operation_timeout(Duration::from_secs(2));
-    let error = RedisLayer::connect_with_config(&url, config).await.unwrap_err();
-    assert!(matches!(error, ConnectError::Unreachable { .. }), "{error:?}");
+    let error = RedisLayer::connect_with_config(&url, config)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ConnectError::Unreachable { .. }),
+        "{error:?}"
+    );
     let message = error.to_string();
-    assert!(message.contains("cannot reach Redis") && message.contains(&url), "{message}");
+    assert!(
+        message.contains("cannot reach Redis") && message.contains(&url),
+        "{message}"
+    );
 
     let error = RedisLayer::connect("not a url").await.unwrap_err();
-    assert!(matches!(error, ConnectError::InvalidUrl { .. }), "{error:?}");
+    assert!(
+        matches!(error, ConnectError::InvalidUrl { .. }),
+        "{error:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_layer_reconnects_and_resubscribes_after_redis_restarts() {
     let mut server = support::RedisServer::start().await;
     let config = RedisLayerConfig::default().with_operation_timeout(Duration::from_secs(2));
-    let receiver = RedisLayer::connect_with_config(&server.url(), config.clone()).await.unwrap();
-    let sender = RedisLayer::connect_with_config(&server.url(), config).await.unwrap();
+    let receiver = RedisLayer::connect_with_config(&server.url(), config.clone())
+        .await
+        .unwrap();
+    let sender = RedisLayer::connect_with_config(&server.url(), config)
+        .await
+        .unwrap();
     let group = GroupName::new("restart").unwrap();
     let (member, mut inbox) = mailbox(&receiver);
     receiver.group_add(&group, &member).await.unwrap();
@@ -89,7 +110,10 @@ async fn the_layer_reconnects_and_resubscribes_after_redis_restarts() {
     // A membership made during the outage is kept and subscribed on return.
     let late_group = GroupName::new("joined-during-outage").unwrap();
     let (late, mut late_inbox) = mailbox(&receiver);
-    assert!(matches!(receiver.group_add(&late_group, &late).await, Err(LayerError::Backend(_))));
+    assert!(matches!(
+        receiver.group_add(&late_group, &late).await,
+        Err(LayerError::Backend(_))
+    ));
 
     server.restart().await;
     wait_for("the layer to reconnect", || receiver.is_connected()).await;
@@ -139,7 +163,10 @@ async fn ten_thousand_clients_joining_groups_leave_no_membership_in_the_redis_la
         open.push(comm);
         if open.len() == 250 {
             let during = layer.stats();
-            assert_eq!((during.channels, during.groups, during.memberships), (250, 1, 250));
+            assert_eq!(
+                (during.channels, during.groups, during.memberships),
+                (250, 1, 250)
+            );
             for (j, mut comm) in open.drain(..).enumerate() {
                 if (i + j) % 4 == 0 {
                     comm.abort().await;

@@ -1,8 +1,10 @@
 //! The consumers of the reference test suite, served by the demo and the
-//! conformance example.
+//! conformance example, and the demo's `chat`.
 
+use chanmux::layer::{GroupName, Message, NameError};
 use chanmux::{BoxError, Consumer, Context, Text};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use serde_json::value::RawValue;
 
 /// `echostream`: sends every payload back unchanged.
@@ -88,4 +90,106 @@ impl Consumer for RaiseInConnect {
     async fn connect(&mut self, _ctx: &Context) -> Result<(), BoxError> {
         Err("Test my error".into())
     }
+}
+
+/// `chat`: rooms over the channel layer.
+///
+/// - `{"join": "<room>"}` joins and answers `{"joined": "<room>"}`;
+/// - `{"leave": "<room>"}` leaves and answers `{"left": "<room>"}`;
+/// - `{"room": "<room>", "message": <any JSON>}` delivers
+///   `{"room": "<room>", "message": <same JSON>}` on this stream to every
+///   connection that joined the room, in every process sharing the layer
+///   (the sender too, if it joined). Sending to a room one has not joined is
+///   allowed.
+///
+/// Anything else is answered with `{"error": "<what was expected>"}`. Room
+/// names follow group-name rules: ASCII letters, digits, `-`, `_`, `.`.
+#[derive(Debug, Default)]
+pub struct Chat;
+
+#[derive(Deserialize)]
+struct ChatRequest<'a> {
+    join: Option<String>,
+    leave: Option<String>,
+    room: Option<String>,
+    #[serde(borrow)]
+    message: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct Said<'a> {
+    room: &'a str,
+    message: &'a RawValue,
+}
+
+/// The group of a chat room.
+fn room_group(room: &str) -> Result<GroupName, NameError> {
+    GroupName::new(&format!("chat.{room}"))
+}
+
+impl Consumer for Chat {
+    async fn receive_text(&mut self, ctx: &Context, text: Text) -> Result<(), BoxError> {
+        let request: ChatRequest<'_> = match serde_json::from_str(text.as_str()) {
+            Ok(request) => request,
+            Err(_) => return reply_error(ctx, "expected an object").await,
+        };
+        let outcome = match request {
+            ChatRequest {
+                join: Some(room), ..
+            } => match room_group(&room) {
+                Ok(group) => ctx
+                    .group_add(group.as_str())
+                    .await
+                    .map(|()| json!({"joined": room})),
+                Err(e) => return reply_error(ctx, &e.to_string()).await,
+            },
+            ChatRequest {
+                leave: Some(room), ..
+            } => match room_group(&room) {
+                Ok(group) => ctx
+                    .group_discard(group.as_str())
+                    .await
+                    .map(|()| json!({"left": room})),
+                Err(e) => return reply_error(ctx, &e.to_string()).await,
+            },
+            ChatRequest {
+                room: Some(room),
+                message: Some(message),
+                ..
+            } => {
+                let group = match room_group(&room) {
+                    Ok(group) => group,
+                    Err(e) => return reply_error(ctx, &e.to_string()).await,
+                };
+                let layer = ctx.layer().ok_or("the chat stream needs a channel layer")?;
+                // The message is passed on as raw JSON: exact text, one serialisation.
+                let payload = serde_json::to_string(&Said {
+                    room: &room,
+                    message,
+                })?;
+                let frame = Message::frame(ctx.stream().unwrap_or("chat"), &payload);
+                return match layer.group_send(&group, frame).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => reply_error(ctx, &format!("not delivered: {e}")).await,
+                };
+            }
+            _ => {
+                return reply_error(
+                    ctx,
+                    r#"expected {"join"}, {"leave"} or {"room", "message"}"#,
+                )
+                .await;
+            }
+        };
+        match outcome {
+            Ok(reply) => ctx.send_json(&reply).await?,
+            Err(e) => reply_error(ctx, &e.to_string()).await?,
+        }
+        Ok(())
+    }
+}
+
+async fn reply_error(ctx: &Context, error: &str) -> Result<(), BoxError> {
+    ctx.send_json(&json!({"error": error})).await?;
+    Ok(())
 }

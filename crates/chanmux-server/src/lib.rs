@@ -7,41 +7,67 @@
 pub mod consumers;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::response::Html;
 use chanmux::axum::{ConnectionAddrs, websocket_with_config};
+use chanmux::layer::SharedLayer;
 use chanmux::{ConnectionConfig, Demultiplexer, Shutdown};
 use tokio::net::TcpListener;
 
-use consumers::{AltEcho, CloseAfterFirst, CloseWithCode, Echo, NeverAccept, RaiseInConnect};
+use consumers::{AltEcho, Chat, CloseAfterFirst, CloseWithCode, Echo, NeverAccept, RaiseInConnect};
+
+/// The demo's channel layer: Redis at `redis_url` when given (failing at
+/// once if it cannot be reached), else in memory.
+///
+/// # Errors
+///
+/// When Redis cannot be reached.
+pub async fn layer(redis_url: Option<&str>) -> Result<SharedLayer, chanmux_redis::ConnectError> {
+    Ok(match redis_url {
+        Some(url) => {
+            let layer = chanmux_redis::RedisLayer::connect(url).await?;
+            tracing::info!(url, "groups go through Redis");
+            Arc::new(layer)
+        }
+        None => Arc::new(chanmux::layer::InMemoryLayer::new()),
+    })
+}
 
 /// How long shutdown waits for WebSockets to finish their closing handshake.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The demo's demultiplexer: `echostream`, `altechostream`, `closeafterfirst`, `neveraccept`.
-pub fn demo_demultiplexer() -> Demultiplexer {
+/// The demo's demultiplexer: the seed's `echostream`, `altechostream`,
+/// `closeafterfirst`, `neveraccept`, and `chat` over `layer`.
+pub fn demo_demultiplexer(layer: SharedLayer) -> Demultiplexer {
     Demultiplexer::builder()
         .stream("echostream", || Echo)
         .stream("altechostream", || AltEcho)
         .stream("closeafterfirst", || CloseAfterFirst)
         .stream("neveraccept", || NeverAccept)
+        .stream("chat", || Chat)
+        .layer(layer)
         .build()
 }
 
 /// The demo: the page at `/` and the demultiplexer at `/ws/`.
-pub fn demo_router(config: ConnectionConfig) -> Router {
+pub fn demo_router(config: ConnectionConfig, layer: SharedLayer) -> Router {
     Router::new()
         .route(
             "/",
             axum::routing::get(|| async { Html(include_str!("../static/index.html")) }),
         )
-        .route("/ws/", websocket_with_config(demo_demultiplexer(), config))
+        .route(
+            "/ws/",
+            websocket_with_config(demo_demultiplexer(layer), config),
+        )
 }
 
-/// The applications of channelsmultiplexer's test suite, for outside conformance suites.
-pub fn conformance_router(config: ConnectionConfig) -> Router {
+/// The applications of channelsmultiplexer's test suite, for outside
+/// conformance suites (`/ws/` also has `chat`).
+pub fn conformance_router(config: ConnectionConfig, layer: SharedLayer) -> Router {
     let raise = Demultiplexer::builder()
         .stream("raiseinaccept", || RaiseInConnect)
         .build();
@@ -52,7 +78,7 @@ pub fn conformance_router(config: ConnectionConfig) -> Router {
         .stream("closeafterfirst", || CloseAfterFirst)
         .stream("closewithcode", || CloseWithCode)
         .build();
-    demo_router(config.clone())
+    demo_router(config.clone(), layer)
         .route("/ws/raise/", websocket_with_config(raise, config.clone()))
         .route("/ws/single/", websocket_with_config(single, config.clone()))
         .route("/ws/lastclose/", websocket_with_config(last_close, config))

@@ -14,11 +14,17 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "CHANMUX_ADDR", default_value = "127.0.0.1:8000")]
     addr: SocketAddr,
+    /// Redis URL for groups shared between processes (e.g. redis://127.0.0.1:6379/);
+    /// without it, groups live in this process.
+    #[arg(long, env = "CHANMUX_REDIS_URL")]
+    redis: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Logs go to stderr; stdout carries only the address line.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,chanmux=info".into()),
@@ -29,9 +35,14 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    let layer = chanmux_server::layer(args.redis.as_deref())
+        .await
+        .context("connecting to Redis")?;
     let shutdown = Shutdown::new();
-    let app =
-        chanmux_server::demo_router(ConnectionConfig::default().with_shutdown(shutdown.clone()));
+    let app = chanmux_server::demo_router(
+        ConnectionConfig::default().with_shutdown(shutdown.clone()),
+        layer,
+    );
     // Tests and scripts read this line to find the port when --addr ends in :0.
     println!("listening on http://{addr}");
     tracing::info!(%addr, "demo server ready: page at /, WebSocket at /ws/");

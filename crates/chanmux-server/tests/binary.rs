@@ -12,6 +12,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// Starts the binary and returns it with the address it printed.
 async fn start(configure: impl FnOnce(&mut Command)) -> (Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chanmux-server"));
@@ -107,4 +110,105 @@ async fn an_address_in_use_is_a_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("binding {addr}")), "{stderr}");
+}
+
+async fn chat(client: &mut Client, payload: serde_json::Value) {
+    let frame = serde_json::json!({"stream": "chat", "payload": payload}).to_string();
+    client.send(Message::text(frame)).await.unwrap();
+}
+
+async fn next_json(client: &mut Client) -> serde_json::Value {
+    match tokio::time::timeout(WAIT, client.next()).await.unwrap() {
+        Some(Ok(Message::Text(text))) => serde_json::from_str(&text).unwrap(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn two_servers_sharing_redis_deliver_each_others_room_messages() {
+    let redis = chanmux_redis::testing::RedisServer::start().await;
+    let url = redis.url();
+    let (_one, addr_one) = start(|c| {
+        c.args(["--addr", "127.0.0.1:0", "--redis", &url]);
+    })
+    .await;
+    let (_two, addr_two) = start(|c| {
+        c.args(["--addr", "127.0.0.1:0"])
+            .env("CHANMUX_REDIS_URL", &url);
+    })
+    .await;
+    let connect = |addr: String| async move {
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws/"))
+            .await
+            .unwrap()
+            .0
+    };
+    let mut on_one = connect(addr_one.clone()).await;
+    let mut on_two = connect(addr_two.clone()).await;
+    let mut outsider = connect(addr_two).await;
+    for client in [&mut on_one, &mut on_two] {
+        chat(client, serde_json::json!({"join": "shared"})).await;
+        assert_eq!(
+            next_json(client).await["payload"],
+            serde_json::json!({"joined": "shared"})
+        );
+    }
+    chat(
+        &mut on_one,
+        serde_json::json!({"room": "shared", "message": {"from": "one"}}),
+    )
+    .await;
+    chat(
+        &mut on_two,
+        serde_json::json!({"room": "shared", "message": {"from": "two"}}),
+    )
+    .await;
+    for client in [&mut on_one, &mut on_two] {
+        let mut heard = Vec::new();
+        for _ in 0..2 {
+            let frame = next_json(client).await;
+            assert_eq!(frame["stream"], "chat");
+            assert_eq!(frame["payload"]["room"], "shared");
+            heard.push(
+                frame["payload"]["message"]["from"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        heard.sort();
+        assert_eq!(heard, ["one", "two"]);
+    }
+    outsider
+        .send(Message::text(
+            r#"{"stream":"echostream","payload":"marker"}"#,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut outsider).await["payload"],
+        "marker",
+        "nothing from the room before it"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_stops_the_server_at_start_with_a_clear_error() {
+    let port = chanmux_redis::testing::free_port().await;
+    let url = format!("redis://127.0.0.1:{port}/");
+    let output = tokio::time::timeout(
+        WAIT,
+        Command::new(env!("CARGO_BIN_EXE_chanmux-server"))
+            .args(["--addr", "127.0.0.1:0", "--redis", &url])
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("connecting to Redis") && stderr.contains(&url),
+        "{stderr}"
+    );
 }

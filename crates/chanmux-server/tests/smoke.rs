@@ -4,6 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use chanmux::layer::{InMemoryLayer, SharedLayer};
 use chanmux::{ConnectionConfig, Shutdown};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -39,10 +42,11 @@ impl Server {
             .with_connect_timeout(Duration::from_millis(300))
             .with_close_timeout(Duration::from_secs(600))
             .with_shutdown(shutdown.clone());
+        let layer: SharedLayer = Arc::new(InMemoryLayer::new());
         let app = if conformance {
-            chanmux_server::conformance_router(config)
+            chanmux_server::conformance_router(config, layer)
         } else {
-            chanmux_server::demo_router(config)
+            chanmux_server::demo_router(config, layer)
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(chanmux_server::run(
@@ -362,5 +366,82 @@ async fn conformance_routes_serve_the_reference_applications() {
     let close = expect_close(&mut client).await.expect("a close frame");
     assert_eq!(close.code, CloseCode::Normal);
     hang_up(client).await;
+    server.stop().await;
+}
+
+async fn chat(client: &mut Client, payload: Value) {
+    send(
+        client,
+        &json!({"stream": "chat", "payload": payload}).to_string(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn chat_rooms_deliver_to_everyone_who_joined() {
+    let server = Server::start(false).await;
+    let mut ann = server.connect("/ws/").await.unwrap();
+    let mut bob = server.connect("/ws/").await.unwrap();
+    let mut eve = server.connect("/ws/").await.unwrap();
+    for client in [&mut ann, &mut bob] {
+        chat(client, json!({"join": "lobby"})).await;
+        assert_eq!(
+            next_json(client).await,
+            json!({"stream": "chat", "payload": {"joined": "lobby"}})
+        );
+    }
+
+    // Exact text of the message survives: it is passed on as raw JSON.
+    send(
+        &mut ann,
+        r#"{"stream":"chat","payload":{"room":"lobby","message":{"text":"hi","n":1e3}}}"#,
+    )
+    .await;
+    for client in [&mut ann, &mut bob] {
+        match next(client).await {
+            Message::Text(text) => assert_eq!(
+                text.as_str(),
+                r#"{"stream":"chat","payload":{"room":"lobby","message":{"text":"hi","n":1e3}}}"#
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Sending to a room one has not joined is allowed; the sender hears nothing.
+    chat(
+        &mut eve,
+        json!({"room": "lobby", "message": "from outside"}),
+    )
+    .await;
+    for client in [&mut ann, &mut bob] {
+        assert_eq!(
+            next_json(client).await,
+            json!({"stream": "chat", "payload": {"room": "lobby", "message": "from outside"}})
+        );
+    }
+
+    chat(&mut bob, json!({"leave": "lobby"})).await;
+    assert_eq!(
+        next_json(&mut bob).await,
+        json!({"stream": "chat", "payload": {"left": "lobby"}})
+    );
+    chat(&mut ann, json!({"room": "lobby", "message": 2})).await;
+    assert_eq!(next_json(&mut ann).await["payload"]["message"], 2);
+
+    // Bad requests get an answer on the stream; the connection goes on.
+    chat(&mut eve, json!({"join": "bad room"})).await;
+    assert!(next_json(&mut eve).await["payload"]["error"].is_string());
+    chat(&mut eve, json!({"what": 1})).await;
+    assert!(next_json(&mut eve).await["payload"]["error"].is_string());
+    // Neither bob (left) nor eve (never joined) got room messages.
+    for client in [&mut bob, &mut eve] {
+        send(client, r#"{"stream":"echostream","payload":"marker"}"#).await;
+        assert_eq!(
+            next_json(client).await,
+            json!({"stream": "echostream", "payload": "marker"})
+        );
+    }
+    for client in [ann, bob, eve] {
+        hang_up(client).await;
+    }
     server.stop().await;
 }

@@ -76,6 +76,14 @@
 //!   `stream_overloaded`; a client that stops reading is disconnected with
 //!   1013 "slow client" after [`ConnectionConfig::slow_client_timeout`].
 //!
+//! # Groups
+//!
+//! With a channel layer ([`DemultiplexerBuilder::layer`]), every consumer has
+//! a channel name, joins groups with [`Context::group_add`], and receives what
+//! is sent to them in [`Consumer::event`]; [`Demultiplexer::group_send`]
+//! sends a frame straight to every member's client. See [`layer`] for the
+//! backends and their guarantees.
+//!
 //! # Bad input
 //!
 //! Invalid frames are answered with an error frame, and nothing else is lost:
