@@ -1,7 +1,7 @@
 //! [`Context`]: a consumer's handle on its socket.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -45,6 +45,8 @@ struct Inner {
     /// This consumer's address on the layer, set when it starts.
     channel: OnceLock<ChannelName>,
     state: AtomicU8,
+    /// The consumer's connect handler is still running.
+    in_connect: AtomicBool,
     /// Woken when the state leaves ACCEPTING.
     settled: Notify,
     link: Link,
@@ -136,6 +138,7 @@ impl Context {
                 layer,
                 channel: OnceLock::new(),
                 state: AtomicU8::new(PENDING),
+                in_connect: AtomicBool::new(true),
                 settled: Notify::new(),
                 link,
             }),
@@ -483,8 +486,14 @@ impl Context {
         let _ = self.advance(ACCEPTED, CLOSED) || self.advance(PENDING, CLOSED);
     }
 
+    /// Whether the consumer's connect handler is still running (it may yet accept).
+    pub(crate) fn is_connecting(&self) -> bool {
+        self.inner.in_connect.load(Ordering::Acquire)
+    }
+
     /// The consumer's connect handler returned.
     pub(crate) async fn connect_returned(&self) {
+        self.inner.in_connect.store(false, Ordering::Release);
         if let Link::Stream(link) = &self.inner.link {
             link.demux.stream_connected().await;
         }

@@ -99,7 +99,10 @@ impl Consumer for DemuxConsumer {
             }
         };
         let slot = &self.streams[index];
-        let refusal = if !slot.ctx.is_accepted() {
+        // A stream still in its connect handler may be about to accept (a
+        // client may send as soon as the socket opens): its frames wait in
+        // its queue, and reach it only if it accepts.
+        let refusal = if !slot.ctx.is_accepted() && !slot.ctx.is_connecting() {
             ErrorCode::StreamNotAccepting
         } else {
             match slot.inbox.try_send(Event::Text(text.json_slice(range))) {

@@ -495,3 +495,56 @@ impl Consumer for SlowRefuse {
         Ok(())
     }
 }
+
+#[tokio::test]
+async fn frames_for_a_stream_still_in_connect_wait_for_it_and_arrive_once_it_accepts() {
+    let gate = Arc::new(Semaphore::new(0));
+    let held = gate.clone();
+    let demux = Demultiplexer::builder()
+        .stream("echo", || Echo)
+        .stream("slow", move || SlowConnect { gate: held.clone() })
+        .build();
+    let mut comm = Communicator::new(demux, "/");
+    assert!(comm.connect().await.is_accepted());
+    // A client may send as soon as the socket opens.
+    for n in 0..3 {
+        comm.send_json_to(&json!({"stream": "slow", "payload": n}))
+            .await;
+    }
+    assert!(comm.receive_nothing().await, "held, not refused");
+    gate.add_permits(1);
+    for n in 0..3 {
+        assert_eq!(
+            comm.receive_json_from().await,
+            json!({"stream": "slow", "payload": n})
+        );
+    }
+}
+
+#[tokio::test]
+async fn frames_held_for_a_stream_that_then_refuses_are_answered_stream_not_accepting() {
+    let gate = Arc::new(Semaphore::new(0));
+    let held = gate.clone();
+    let demux = Demultiplexer::builder()
+        .stream("echo", || Echo)
+        .stream("slow", move || SlowRefuse { gate: held.clone() })
+        .build();
+    let mut comm = Communicator::new(demux, "/");
+    assert!(comm.connect().await.is_accepted());
+    comm.send_json_to(&json!({"stream": "slow", "payload": 1}))
+        .await;
+    assert!(comm.receive_nothing().await);
+    gate.add_permits(1);
+    assert_error_frame(
+        &comm.receive_json_from().await,
+        "stream_not_accepting",
+        Some("slow"),
+    );
+    comm.send_json_to(&json!({"stream": "slow", "payload": 2}))
+        .await;
+    assert_error_frame(
+        &comm.receive_json_from().await,
+        "stream_not_accepting",
+        Some("slow"),
+    );
+}
