@@ -26,8 +26,16 @@ pub const FRAME_TYPE: &str = "chanmux.frame";
 #[derive(Clone)]
 pub struct Message {
     text: Arc<str>,
-    kind: Range<usize>,
+    kind: Kind,
     frame: Option<Range<usize>>,
+}
+
+/// Where the `type` is: in the text, or (when the text escapes it) unescaped
+/// beside it. The text itself is never rewritten.
+#[derive(Clone)]
+enum Kind {
+    InText(Range<usize>),
+    Unescaped(Arc<str>),
 }
 
 /// Why a message was rejected.
@@ -73,13 +81,15 @@ impl Message {
         })?;
         let kind = kind.ok_or(MessageError::MissingType)?;
         let type_name = object::json_str(kind).ok_or(MessageError::MissingType)?;
-        if type_name.len() + 2 != kind.get().len() {
-            // An escaped `type` is rare: rewrite it plainly so it can be borrowed.
-            return Message::with_plain_type(&text, &type_name);
-        }
-        let start = offset(&text, kind.get()) + 1;
-        let kind = start..start + type_name.len();
-        let frame = if &text[kind.clone()] == FRAME_TYPE {
+        let is_frame = type_name == FRAME_TYPE;
+        let kind = if type_name.len() + 2 == kind.get().len() {
+            // No escapes: the name is the raw value without its quotes.
+            let start = offset(&text, kind.get()) + 1;
+            Kind::InText(start..start + type_name.len())
+        } else {
+            Kind::Unescaped(type_name.into())
+        };
+        let frame = if is_frame {
             let frame = frame.ok_or(MessageError::BadFrame)?;
             if !frame.get().starts_with('{') {
                 return Err(MessageError::BadFrame);
@@ -90,16 +100,6 @@ impl Message {
             None
         };
         Ok(Message { text, kind, frame })
-    }
-
-    /// Rebuilds the text with an unescaped `type` so it can be borrowed.
-    fn with_plain_type(text: &str, type_name: &str) -> Result<Self, MessageError> {
-        let mut value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| MessageError::InvalidJson(e.to_string()))?;
-        value["type"] = serde_json::Value::String(type_name.to_owned());
-        let plain =
-            serde_json::to_string(&value).map_err(|e| MessageError::InvalidJson(e.to_string()))?;
-        Message::from_json(plain)
     }
 
     /// A frame message: `{"stream": stream, "payload": payload}` for clients,
@@ -116,14 +116,17 @@ impl Message {
         text.push('}');
         Message {
             text: text.into(),
-            kind: 9..9 + FRAME_TYPE.len(),
+            kind: Kind::InText(9..9 + FRAME_TYPE.len()),
             frame: Some(start..end),
         }
     }
 
     /// The message's `type`.
     pub fn message_type(&self) -> &str {
-        &self.text[self.kind.clone()]
+        match &self.kind {
+            Kind::InText(range) => &self.text[range.clone()],
+            Kind::Unescaped(name) => name,
+        }
     }
 
     /// The whole message as JSON text.
@@ -218,12 +221,28 @@ mod tests {
     }
 
     #[test]
-    fn escaped_type_names_are_unescaped() {
-        let message = Message::from_json(r#"{"type": "a\u002eb", "x": [1]}"#).unwrap();
-        assert_eq!(message.message_type(), "a.b");
+    fn escaped_type_names_are_unescaped_and_the_text_kept() {
+        for (text, name) in [
+            (r#"{"type": "a\u002eb", "x": [1e3]}"#, "a.b"),
+            (r#"{"type": "a\"b", "x": [1e3]}"#, "a\"b"),
+            (r#"{"type": "a\nb\t\\", "x": [1e3]}"#, "a\nb\t\\"),
+        ] {
+            let message = Message::from_json(text).unwrap();
+            assert_eq!(message.message_type(), name);
+            assert_eq!(message.as_str(), text, "never rewritten");
+        }
+        let message = Message::new(&json!({"type": "line\nbreak"})).unwrap();
+        assert_eq!(message.message_type(), "line\nbreak");
+    }
+
+    #[test]
+    fn an_escaped_frame_type_is_still_a_frame_with_its_exact_text() {
+        let text = r#"{"type":"chanmux\u002eframe","frame":{"stream":"s","payload":[1e3,123456789012345678901234567890]}}"#;
+        let message = Message::from_json(text).unwrap();
+        assert_eq!(message.message_type(), FRAME_TYPE);
         assert_eq!(
-            message.json::<serde_json::Value>().unwrap()["x"],
-            json!([1])
+            message.frame_text(),
+            Some(r#"{"stream":"s","payload":[1e3,123456789012345678901234567890]}"#)
         );
     }
 
