@@ -106,13 +106,18 @@ pub(crate) async fn run<C: Consumer>(
                 continue;
             }
             Some(Event::Layer(message)) => match message.frame_range() {
-                _ if ctx.is_finished() => continue,
-                // A broadcast frame: straight to the client, shared, not copied.
+                // A broadcast frame goes straight to the client, shared, but
+                // only while this stream is accepted, like any frame of it.
                 Some(range) => {
-                    ctx.send_frame(Text::shared_json(message.to_shared(), range))
-                        .await;
+                    if ctx.is_accepted() {
+                        let frame = Text::shared_json(message.to_shared(), range);
+                        ctx.send_frame(frame).await;
+                    }
                     continue;
                 }
+                // Events reach a consumer that has not accepted yet (it may be
+                // waiting for one to decide), never one that has finished.
+                None if ctx.is_finished() => continue,
                 None => guarded(consumer.event(&ctx, message)).await,
             },
             Some(Event::Text(text)) => guarded(consumer.receive_text(&ctx, text)).await,

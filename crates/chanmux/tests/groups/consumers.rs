@@ -147,12 +147,13 @@ async fn discarding_a_group_stops_its_messages() {
 
 #[tokio::test]
 async fn a_demultiplexer_broadcast_goes_straight_to_clients_byte_for_byte() {
-    let (demux, _layer) = setup();
+    let (demux, layer) = setup();
     let (mut a, _) = join(&demux).await;
     let (mut b, _) = join(&demux).await;
+    // On the same layer, with a channel, but in no group.
     let outsider_demux = Demultiplexer::builder()
         .stream("echo", || Echo)
-        .layer(Arc::new(InMemoryLayer::new()))
+        .layer(Arc::new(layer.clone()))
         .build();
     let mut outsider = Communicator::new(outsider_demux, "/");
     assert!(outsider.connect().await.is_accepted());
@@ -325,4 +326,33 @@ async fn consumers_without_a_layer_get_no_channel() {
         comm.receive_json_from().await,
         json!({"stream": "s", "payload": {"channel": false, "join": "Err(NoLayer)"}})
     );
+}
+
+/// Joins `room` in connect but never accepts.
+struct JoinsWithoutAccepting;
+
+impl Consumer for JoinsWithoutAccepting {
+    async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
+        ctx.group_add("room").await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn broadcast_frames_reach_only_accepted_streams() {
+    let layer = InMemoryLayer::new();
+    let demux = Demultiplexer::builder()
+        .stream("pending", || JoinsWithoutAccepting)
+        .stream("echo", || Echo)
+        .layer(Arc::new(layer.clone()))
+        .build();
+    let mut comm = Communicator::new(demux.clone(), "/");
+    assert!(comm.connect().await.is_accepted());
+    // Wait until the pending stream has joined.
+    wait_until("the join", || {
+        chanmux::layer::ChannelLayer::stats(&layer).memberships == 1
+    })
+    .await;
+    demux.group_send("room", "news", &1).await.unwrap();
+    assert!(comm.receive_nothing().await, "the member never accepted");
 }
