@@ -4,8 +4,10 @@ use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chanmux_core::layer::{BoxFuture, ChannelLayer, Deliver, LayerError, LayerStats};
 use chanmux_core::{ChannelName, GroupName, Message};
@@ -174,7 +176,8 @@ impl RedisLayer {
     /// `PUBLISH topic payload`, bounded by the operation timeout.
     async fn publish(&self, topic: String, payload: String) -> Result<(), LayerError> {
         let mut publisher = self.inner.publisher.clone();
-        let wait = self.shared().config.operation_timeout;
+        // The connection manager times out first (and reconnects); this is a backstop.
+        let wait = self.shared().config.operation_timeout + Duration::from_secs(1);
         let mut command = redis::cmd("PUBLISH");
         command.arg(topic).arg(payload);
         match timeout(wait, command.query_async::<i64>(&mut publisher)).await {
@@ -275,7 +278,11 @@ impl Shared {
             }
         };
         for delivery in deliveries {
-            if !delivery.deliver(message.clone()) {
+            // A panicking Deliver must not take this task (and every other
+            // recipient's messages) down with it.
+            let delivered =
+                std::panic::catch_unwind(AssertUnwindSafe(|| delivery.deliver(message.clone())));
+            if !matches!(delivered, Ok(true)) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -428,5 +435,43 @@ impl fmt::Debug for RedisLayer {
             .field("connected", &self.is_connected())
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::RedisServer;
+
+    /// The interleaving behind a review finding: a member's subscription
+    /// request reaching the subscriber after its last member has already
+    /// left (group_add racing close_channel) must not subscribe.
+    #[tokio::test]
+    async fn a_subscription_request_for_a_group_without_members_subscribes_nothing() {
+        let server = RedisServer::start().await;
+        let layer = RedisLayer::connect(&server.url()).await.unwrap();
+        let topic = layer.shared().group_topic("nobody-here");
+        let (ack, acked) = oneshot::channel();
+        layer
+            .inner
+            .commands
+            .send(Command::Subscribe(topic, ack))
+            .unwrap();
+        acked.await.unwrap().unwrap();
+        // A wanted group on the same connection, as a barrier.
+        let group = GroupName::new("somebody").unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        struct Sink(tokio::sync::mpsc::Sender<Message>);
+        impl Deliver for Sink {
+            fn deliver(&self, message: Message) -> bool {
+                self.0.try_send(message).is_ok()
+            }
+        }
+        let channel = layer.new_channel(Arc::new(Sink(tx)));
+        layer.group_add(&group, &channel).await.unwrap();
+        assert_eq!(
+            server.subscribed_channels("chanmux:g:*").await,
+            ["chanmux:g:somebody"]
+        );
     }
 }

@@ -41,11 +41,14 @@
 //!   carried is lost; messages published by others meanwhile are lost for this
 //!   instance. The layer reconnects in the background (backing off up to 2 s),
 //!   subscribes again to every channel it needs, and delivery resumes; the
-//!   process stays up. [`RedisLayer::is_connected`] tells the state.
+//!   process stays up. [`RedisLayer::is_connected`] tells the state. An idle
+//!   subscription connection is checked with a PING every 10 s, so one that
+//!   died silently is noticed too.
 //! - A `group_add` during an outage records the membership at once and waits
-//!   up to the operation timeout for the subscription; if Redis is still
-//!   away it returns [`LayerError::Backend`], and the subscription is made
-//!   when Redis returns.
+//!   up to the operation timeout for Redis to come back; if it does not, it
+//!   returns [`LayerError::Backend`], and the subscription is still made when
+//!   Redis returns.
+//! - A topic Redis refuses (an ACL, say) fails that `group_add` only.
 
 mod config;
 mod layer;

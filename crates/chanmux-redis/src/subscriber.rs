@@ -6,15 +6,20 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::RedisResult;
 use redis::aio::{PubSubSink, PubSubStream};
+use redis::{RedisError, RedisResult};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
 
 use crate::layer::Shared;
 
 /// First pause before reconnecting; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How often an idle subscription connection is checked with a PING, so a
+/// connection that died silently (no FIN, no RST) is noticed.
+const KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// Requests from the layer to the subscriber task.
 pub(crate) enum Command {
@@ -24,9 +29,20 @@ pub(crate) enum Command {
     Unsubscribe(String),
 }
 
+type Ack = oneshot::Sender<RedisResult<()>>;
+
+/// Why serving a connection stopped.
+enum Stop {
+    /// The layer was dropped.
+    LayerGone,
+    /// The connection is lost (or stopped answering).
+    Lost,
+}
+
 /// Serves the subscription connection; on loss, reconnects with backoff and
-/// subscribes again to every topic the layer needs. Ends when the layer is
-/// dropped (its command sender closes).
+/// subscribes again to every topic the layer needs. Subscribe requests made
+/// meanwhile wait for that (their callers bound the wait). Ends when the
+/// layer is dropped (its command sender closes).
 pub(crate) async fn run(
     client: redis::Client,
     shared: Arc<Shared>,
@@ -34,38 +50,22 @@ pub(crate) async fn run(
     mut stream: PubSubStream,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
+    let mut held: Vec<Ack> = Vec::new();
     loop {
-        // The connection is up: serve commands and messages until it drops.
-        loop {
-            tokio::select! {
-                command = commands.recv() => match command {
-                    None => return,
-                    Some(Command::Subscribe(topic, ack)) => {
-                        let result = sink.subscribe(&topic).await;
-                        let failed = result.is_err();
-                        let _ = ack.send(result);
-                        if failed {
-                            break;
-                        }
-                    }
-                    Some(Command::Unsubscribe(topic)) => {
-                        if !shared.wants(&topic) && sink.unsubscribe(&topic).await.is_err() {
-                            break;
-                        }
-                    }
-                },
-                message = stream.next() => match message {
-                    Some(message) => match std::str::from_utf8(message.get_payload_bytes()) {
-                        Ok(payload) => shared.dispatch(message.get_channel_name(), payload),
-                        Err(_) => tracing::warn!("non-UTF-8 message from Redis; dropped"),
-                    },
-                    None => break,
-                },
-            }
+        // Topics are read after (re)connecting, so these are subscribed.
+        for ack in held.drain(..) {
+            let _ = ack.send(Ok(()));
+        }
+        if let Stop::LayerGone =
+            serve(&shared, &mut sink, &mut stream, &mut commands, &mut held).await
+        {
+            return;
         }
         shared.connected.store(false, Ordering::Release);
         tracing::warn!("lost the Redis subscription connection; reconnecting");
-        let Some((new_sink, new_stream)) = reconnect(&client, &shared, &mut commands).await else {
+        let Some((new_sink, new_stream)) =
+            reconnect(&client, &shared, &mut commands, &mut held).await
+        else {
             return;
         };
         (sink, stream) = (new_sink, new_stream);
@@ -74,13 +74,80 @@ pub(crate) async fn run(
     }
 }
 
-/// Retries until connected and subscribed again, answering subscribe
-/// requests with an error meanwhile. `None` when the layer was dropped.
+async fn serve(
+    shared: &Shared,
+    sink: &mut PubSubSink,
+    stream: &mut PubSubStream,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    held: &mut Vec<Ack>,
+) -> Stop {
+    let wait = shared.config.operation_timeout;
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => return Stop::LayerGone,
+                Some(Command::Subscribe(topic, ack)) => {
+                    // Its last member may have left meanwhile: then there is
+                    // nothing to subscribe (and nothing to leak).
+                    if !shared.wants(&topic) {
+                        let _ = ack.send(Ok(()));
+                        continue;
+                    }
+                    match timeout(wait, sink.subscribe(&topic)).await {
+                        Ok(Ok(())) => {
+                            let _ = ack.send(Ok(()));
+                        }
+                        // Refused for this topic only (an ACL, say).
+                        Ok(Err(e)) if !is_connection_error(&e) => {
+                            tracing::warn!(topic, error = %e, "Redis refused a subscription");
+                            let _ = ack.send(Err(e));
+                        }
+                        _ => {
+                            held.push(ack);
+                            return Stop::Lost;
+                        }
+                    }
+                }
+                Some(Command::Unsubscribe(topic)) => {
+                    if shared.wants(&topic) {
+                        continue;
+                    }
+                    match timeout(wait, sink.unsubscribe(&topic)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) if !is_connection_error(&e) => {
+                            tracing::warn!(topic, error = %e, "Redis refused an unsubscription");
+                        }
+                        _ => return Stop::Lost,
+                    }
+                }
+            },
+            message = stream.next() => match message {
+                Some(message) => match std::str::from_utf8(message.get_payload_bytes()) {
+                    Ok(payload) => shared.dispatch(message.get_channel_name(), payload),
+                    Err(_) => tracing::warn!("non-UTF-8 message from Redis; dropped"),
+                },
+                None => return Stop::Lost,
+            },
+            _ = keepalive.tick() => {
+                if !matches!(timeout(wait, sink.ping::<redis::Value>()).await, Ok(Ok(_))) {
+                    return Stop::Lost;
+                }
+            }
+        }
+    }
+}
+
+/// Retries until connected and subscribed again, holding subscribe requests
+/// meanwhile. `None` when the layer was dropped.
 async fn reconnect(
     client: &redis::Client,
     shared: &Shared,
     commands: &mut mpsc::UnboundedReceiver<Command>,
+    held: &mut Vec<Ack>,
 ) -> Option<(PubSubSink, PubSubStream)> {
+    let wait = shared.config.operation_timeout;
     let mut backoff = MIN_BACKOFF;
     loop {
         let pause = tokio::time::sleep(backoff);
@@ -91,30 +158,42 @@ async fn reconnect(
                 command = commands.recv() => match command {
                     None => return None,
                     // The membership is recorded; the topic is subscribed on reconnect.
-                    Some(Command::Subscribe(_, ack)) => {
-                        let _ = ack.send(Err(unavailable()));
-                    }
+                    Some(Command::Subscribe(_, ack)) => held.push(ack),
                     Some(Command::Unsubscribe(_)) => {}
                 },
             }
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
-        let wait = shared.config.operation_timeout;
-        let Ok(Ok(pubsub)) = tokio::time::timeout(wait, client.get_async_pubsub()).await else {
+        let Ok(Ok(pubsub)) = timeout(wait, client.get_async_pubsub()).await else {
             continue;
         };
         let (mut sink, stream) = pubsub.split();
-        // Topics are read after connecting, so memberships made during the
-        // outage are included.
-        if let Ok(Ok(())) = tokio::time::timeout(wait, sink.subscribe(shared.topics())).await {
+        if subscribe_all(&mut sink, shared.topics(), wait).await {
             return Some((sink, stream));
         }
     }
 }
 
-fn unavailable() -> redis::RedisError {
-    redis::RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::NotConnected,
-        "Redis is unreachable; reconnecting",
-    ))
+/// Subscribes to `topics`; a topic Redis refuses is skipped (with a warning)
+/// rather than keeping every other topic down. `false` if the connection failed.
+async fn subscribe_all(sink: &mut PubSubSink, topics: Vec<String>, wait: Duration) -> bool {
+    match timeout(wait, sink.subscribe(&topics)).await {
+        Ok(Ok(())) => return true,
+        Ok(Err(e)) if !is_connection_error(&e) => {}
+        _ => return false,
+    }
+    for topic in topics {
+        match timeout(wait, sink.subscribe(&topic)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if !is_connection_error(&e) => {
+                tracing::warn!(topic, error = %e, "Redis refused a subscription");
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
 }

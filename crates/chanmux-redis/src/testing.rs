@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
@@ -94,6 +94,44 @@ impl RedisServer {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The Redis channels with at least one subscriber that match `pattern`
+    /// (`PUBSUB CHANNELS pattern`), sorted: what the layers are subscribed to.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not answer as Redis does.
+    pub async fn subscribed_channels(&self, pattern: &str) -> Vec<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect to redis-server");
+        let command = format!(
+            "*3\r\n$6\r\nPUBSUB\r\n$8\r\nCHANNELS\r\n${}\r\n{pattern}\r\n",
+            pattern.len()
+        );
+        stream
+            .write_all(command.as_bytes())
+            .await
+            .expect("send PUBSUB");
+        let mut reader = tokio::io::BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).await.expect("a reply");
+        let count: usize = line
+            .trim_end()
+            .strip_prefix('*')
+            .and_then(|n| n.parse().ok())
+            .expect("an array reply");
+        let mut names = Vec::with_capacity(count);
+        for _ in 0..count {
+            line.clear();
+            reader.read_line(&mut line).await.expect("a bulk length");
+            line.clear();
+            reader.read_line(&mut line).await.expect("a bulk string");
+            names.push(line.trim_end().to_owned());
+        }
+        names.sort();
+        names
     }
 
     async fn ping(&self) -> bool {

@@ -107,16 +107,20 @@ async fn the_layer_reconnects_and_resubscribes_after_redis_restarts() {
     // While Redis is away, sends fail and say so; the process stays up.
     let failed = sender.group_send(&group, event(2)).await;
     assert!(matches!(failed, Err(LayerError::Backend(_))), "{failed:?}");
-    // A membership made during the outage is kept and subscribed on return.
+    // A membership made during the outage waits for Redis to come back.
     let late_group = GroupName::new("joined-during-outage").unwrap();
     let (late, mut late_inbox) = mailbox(&receiver);
-    assert!(matches!(
-        receiver.group_add(&late_group, &late).await,
-        Err(LayerError::Backend(_))
-    ));
+    let joining = {
+        let (receiver, late_group, late) = (receiver.clone(), late_group.clone(), late.clone());
+        tokio::spawn(async move { receiver.group_add(&late_group, &late).await })
+    };
 
     server.restart().await;
     wait_for("the layer to reconnect", || receiver.is_connected()).await;
+    joining
+        .await
+        .unwrap()
+        .expect("the join completes once Redis is back");
     send_until_received(&sender, &group, &mut inbox).await;
     send_until_received(&sender, &late_group, &mut late_inbox).await;
     // Direct channel sends work again too.
@@ -178,4 +182,69 @@ async fn ten_thousand_clients_joining_groups_leave_no_membership_in_the_redis_la
     }
     let stats = layer.stats();
     assert_eq!((stats.channels, stats.groups, stats.memberships), (0, 0, 0));
+    // Nor in Redis: the layer unsubscribed from the group it no longer needs.
+    wait_for_no_group_subscriptions(&server).await;
+}
+
+async fn wait_for_no_group_subscriptions(server: &support::RedisServer) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = server.subscribed_channels("chanmux:g:*").await;
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscriptions left in Redis: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_racing_channel_closes_leave_nothing_behind() {
+    let server = support::RedisServer::start().await;
+    let layer = RedisLayer::connect(&server.url()).await.unwrap();
+    // Joins and closes of the same channel start together on the two workers,
+    // the close delayed by a varying spin, so they interleave in many ways.
+    for i in 0..5_000u32 {
+        let group = GroupName::new(&format!("race{}", i % 50)).unwrap();
+        let (channel, _inbox) = mailbox(&layer);
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let joiner = {
+            let (layer, start, group, channel) =
+                (layer.clone(), start.clone(), group.clone(), channel.clone());
+            tokio::spawn(async move {
+                start.wait();
+                let _ = layer.group_add(&group, &channel).await;
+            })
+        };
+        let closer = {
+            let (layer, start, channel) = (layer.clone(), start.clone(), channel.clone());
+            tokio::spawn(async move {
+                start.wait();
+                for _ in 0..(i % 64) * 4 {
+                    std::hint::spin_loop();
+                }
+                layer.close_channel(&channel);
+            })
+        };
+        joiner.await.unwrap();
+        closer.await.unwrap();
+        layer.close_channel(&channel);
+    }
+    let stats = layer.stats();
+    assert_eq!((stats.channels, stats.groups, stats.memberships), (0, 0, 0));
+    wait_for_no_group_subscriptions(&server).await;
+    // Still working afterwards.
+    let group = GroupName::new("after-race").unwrap();
+    let (member, mut inbox) = mailbox(&layer);
+    layer.group_add(&group, &member).await.unwrap();
+    layer.group_send(&group, event(1)).await.unwrap();
+    assert!(
+        tokio::time::timeout(WAIT, inbox.recv())
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

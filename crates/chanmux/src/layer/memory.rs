@@ -65,7 +65,10 @@ impl InMemoryLayer {
     }
 
     fn deliver(&self, delivery: &dyn Deliver, message: Message) {
-        if !delivery.deliver(message) {
+        // A panicking Deliver costs its own message, not the sender's task.
+        let delivered =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| delivery.deliver(message)));
+        if !matches!(delivered, Ok(true)) {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
