@@ -1,0 +1,69 @@
+//! `chanmux-bare-echo`: the ceiling. A WebSocket echo on the same stack
+//! (axum, tungstenite) with the same buffer settings as chanmux's defaults,
+//! and no multiplexing: every text frame goes straight back.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use clap::Parser;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+
+/// Plain WebSocket echo server (any path).
+#[derive(Debug, Parser)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    addr: SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("binding {}", args.addr))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    let defaults = chanmux_core_defaults();
+    let app = Router::new().fallback(move |ws: WebSocketUpgrade| async move {
+        ws.read_buffer_size(defaults.0)
+            .write_buffer_size(defaults.1)
+            .max_message_size(defaults.2)
+            .on_upgrade(echo)
+    });
+    axum::serve(listener, app).await.context("serving")?;
+    Ok(())
+}
+
+/// chanmux's ConnectionConfig defaults: read buffer, write buffer, max message.
+fn chanmux_core_defaults() -> (usize, usize, usize) {
+    (4 * 1024, 8 * 1024, 8 * 1024 * 1024)
+}
+
+/// Echoes every message; like chanmux's writer, it writes what is already
+/// waiting before one flush, so both pay the same syscalls per message.
+async fn echo(socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let mut next = stream.next().await;
+    while let Some(Ok(message)) = next {
+        match message {
+            Message::Text(_) | Message::Binary(_) => {
+                if sink.feed(message).await.is_err() {
+                    return;
+                }
+            }
+            Message::Close(_) => return,
+            _ => {}
+        }
+        next = match stream.next().now_or_never() {
+            Some(ready) => ready,
+            None => {
+                if sink.flush().await.is_err() {
+                    return;
+                }
+                stream.next().await
+            }
+        };
+    }
+}

@@ -1,0 +1,132 @@
+//! `chanmux-load`: load a WebSocket multiplexer and report what it did.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chanmux_bench::{echo, idle};
+use clap::{Parser, Subcommand};
+
+/// Load generator for servers speaking {"stream", "payload"} frames.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Closed-loop echo with every reply verified (stream, payload, order).
+    Echo {
+        /// Target URL.
+        #[arg(long, default_value = "ws://127.0.0.1:8000/ws/")]
+        url: String,
+        /// Connections.
+        #[arg(long, short = 'c', default_value_t = 10)]
+        connections: usize,
+        /// Messages in flight per connection.
+        #[arg(long, short = 'w', default_value_t = 1)]
+        in_flight: usize,
+        /// Streams to send on, comma-separated (they must echo).
+        #[arg(long, default_value = "echostream", value_delimiter = ',')]
+        streams: Vec<String>,
+        /// Payload size in bytes.
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Unmeasured warm-up seconds.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        /// Send bare payloads to a plain echo server (no envelope).
+        #[arg(long)]
+        bare: bool,
+    },
+    /// Open connections and hold them.
+    Idle {
+        /// Target URL, with an IP address.
+        #[arg(long, default_value = "ws://127.0.0.1:8000/ws/")]
+        url: String,
+        /// Connections.
+        #[arg(long, short = 'c', default_value_t = 1000)]
+        connections: usize,
+        /// Source addresses 127.0.0.1 ... 127.0.0.N.
+        #[arg(long, default_value_t = 1)]
+        sources: u8,
+        /// Seconds to hold them.
+        #[arg(long, default_value_t = 5.0)]
+        hold: f64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Command::Echo {
+            url,
+            connections,
+            in_flight,
+            streams,
+            payload,
+            duration,
+            warmup,
+            bare,
+        } => {
+            let config = echo::EchoConfig {
+                url,
+                connections,
+                in_flight,
+                streams,
+                payload_size: payload,
+                duration: Duration::from_secs_f64(duration),
+                warmup: Duration::from_secs_f64(warmup),
+                multiplexed: !bare,
+                progress: duration >= 10.0,
+            };
+            let summary = echo::run(&config).await?;
+            eprintln!(
+                "{:.0} msg/s over {connections} connections × {in_flight} in flight; latency p50 {:.3} ms p90 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}; wrong stream {} wrong payload {} reordered {} errors {} lost {}",
+                summary.throughput,
+                summary.p50_ms,
+                summary.p90_ms,
+                summary.p99_ms,
+                summary.p999_ms,
+                summary.max_ms,
+                summary.wrong_stream,
+                summary.wrong_payload,
+                summary.reordered,
+                summary.errors,
+                summary.lost,
+            );
+            println!("{}", serde_json::to_string(&summary).context("summary")?);
+            if !summary.is_clean() {
+                std::process::exit(2);
+            }
+        }
+        Command::Idle {
+            url,
+            connections,
+            sources,
+            hold,
+        } => {
+            let config = idle::IdleConfig {
+                url,
+                connections,
+                sources,
+                hold: Duration::from_secs_f64(hold),
+                progress: connections >= 5000,
+            };
+            let summary = idle::run(&config).await?;
+            eprintln!(
+                "held {} of {connections} connections ({} failed)",
+                summary.held, summary.failed
+            );
+            if let Some(error) = &summary.first_error {
+                eprintln!("first failure: {error}");
+            }
+            println!("{}", serde_json::to_string(&summary).context("summary")?);
+        }
+    }
+    Ok(())
+}
