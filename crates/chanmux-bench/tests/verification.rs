@@ -25,7 +25,7 @@ async fn faulty_echo(socket: WebSocket, fault: Fault) {
     while let Some(Ok(Message::Text(text))) = stream.next().await {
         n += 1;
         let text = text.as_str().to_owned();
-        let broken = n % 10 == 0;
+        let broken = n.is_multiple_of(10);
         let reply = match fault {
             Fault::WrongStream if broken => text.replacen("echostream", "otherstream", 1),
             Fault::WrongPayload if broken => text.replacen(r#""seq":"#, r#""seq":1"#, 1),
@@ -39,10 +39,10 @@ async fn faulty_echo(socket: WebSocket, fault: Fault) {
         if sink.send(Message::text(reply)).await.is_err() {
             return;
         }
-        if let Some(late) = held.take() {
-            if sink.send(late).await.is_err() {
-                return;
-            }
+        if let Some(late) = held.take()
+            && sink.send(late).await.is_err()
+        {
+            return;
         }
     }
 }
