@@ -48,12 +48,8 @@ async fn echo(socket: WebSocket) {
     let mut next = stream.next().await;
     while let Some(Ok(message)) = next {
         match message {
-            Message::Text(_) | Message::Binary(_) => {
-                if sink.feed(message).await.is_err() {
-                    return;
-                }
-            }
             Message::Close(_) => return,
+            Message::Text(_) | Message::Binary(_) if sink.feed(message).await.is_err() => return,
             _ => {}
         }
         next = match stream.next().now_or_never() {
