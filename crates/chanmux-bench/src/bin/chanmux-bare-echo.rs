@@ -47,10 +47,12 @@ async fn echo(socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let mut next = stream.next().await;
     while let Some(Ok(message)) = next {
-        match message {
-            Message::Close(_) => return,
-            Message::Text(_) | Message::Binary(_) if sink.feed(message).await.is_err() => return,
-            _ => {}
+        if matches!(message, Message::Close(_)) {
+            return;
+        }
+        let is_data = matches!(message, Message::Text(_) | Message::Binary(_));
+        if is_data && sink.feed(message).await.is_err() {
+            return;
         }
         next = match stream.next().now_or_never() {
             Some(ready) => ready,
