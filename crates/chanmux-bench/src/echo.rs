@@ -12,6 +12,10 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::stats::{Summary, Tally};
 use crate::verify::{Verifier, payload};
 
+/// How long replies still in flight at the stop may take to arrive before
+/// they count as lost.
+const DRAIN: Duration = Duration::from_secs(5);
+
 /// How to load the server.
 #[derive(Debug, Clone)]
 pub struct EchoConfig {
@@ -137,12 +141,17 @@ async fn drive(
             return tally;
         }
     }
+    // After the stop, replies still in flight get this long to arrive.
+    let drain_until = stop + DRAIN;
     loop {
         let now = Instant::now();
+        if now >= drain_until {
+            break;
+        }
         let wait = if now < stop {
             stop - now
         } else {
-            Duration::from_secs(2)
+            drain_until - now
         };
         let reply = match timeout(wait, replies.next()).await {
             Ok(Some(Ok(Message::Text(text)))) => text,
@@ -150,10 +159,7 @@ async fn drive(
                 tally.errors += 1;
                 break;
             }
-            Ok(Some(Ok(_))) => continue,
-            // Past the stop and nothing more came: what is left is lost.
-            Err(_) if Instant::now() >= stop => break,
-            Err(_) => continue,
+            Ok(Some(Ok(_))) | Err(_) => continue,
         };
         let received_at = Instant::now();
         if config.multiplexed && reply.as_str().starts_with(r#"{"error""#) {

@@ -65,6 +65,8 @@ pub async fn run(config: &IdleConfig) -> anyhow::Result<IdleSummary> {
         }
     }
     let open_seconds = started.elapsed().as_secs_f64();
+    // Scripts wait for this line before measuring the server.
+    eprintln!("all open: {} held", held.len());
     tokio::time::sleep(config.hold).await;
     let summary = IdleSummary {
         held: held.len(),
