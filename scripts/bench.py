@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""Regenerates BENCHMARKS.md: our demo server, a bare WebSocket echo on the
+same stack (the ceiling) and the Python reference (Django Channels 4 +
+channelsmultiplexer 0.0.3 under uvicorn), side by side in one run.
+
+Servers run on CPU 0 and the load generator on CPU 1 (taskset). Every echo
+figure is repeated BENCH_REPEATS times (default 3); the report gives the
+median and the min-max. Server CPU per message comes from /proc/PID/stat
+before and after each run; memory from VmRSS in /proc/PID/status.
+
+Run it with scripts/bench.sh, which builds the release binaries first.
+Environment: BENCH_REPEATS, BENCH_DURATION (seconds per run, default 3),
+BENCH_QUICK=1 (a small matrix, to check the script itself).
+"""
+
+import datetime
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "target" / "release"
+VENV = ROOT / "target" / "bench-venv"
+REFERENCE = ROOT / "bench" / "reference"
+SERVER_CPU, LOAD_CPU = "0", "1"
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+DURATION = float(os.environ.get("BENCH_DURATION", "3"))
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+CONNECTIONS = [1, 10, 100]
+IN_FLIGHT = [1, 16]
+PAYLOADS = [64, 4096]
+IDLE_COUNTS = [1000, 10000]
+MOST_CONNECTIONS = 19000
+if QUICK:
+    CONNECTIONS, IN_FLIGHT, PAYLOADS, IDLE_COUNTS, MOST_CONNECTIONS = [10], [16], [64], [1000], 2000
+
+SERVERS = {
+    "chanmux": "chanmux demo (multiplexed)",
+    "bare": "bare echo (ceiling)",
+    "python": "Python reference",
+}
+
+
+def log(*parts):
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One server process pinned to SERVER_CPU."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        pin = ["taskset", "-c", SERVER_CPU]
+        env = dict(os.environ, RUST_LOG="warn")
+        if kind == "python":
+            port = free_port()
+            command = pin + [str(VENV / "bin" / "uvicorn"), "reference_app.asgi:application",
+                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+            self.process = subprocess.Popen(command, cwd=REFERENCE, env=env,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self.addr = f"127.0.0.1:{port}"
+            wait_for_port(port)
+        else:
+            binary = "chanmux-server" if kind == "chanmux" else "chanmux-bare-echo"
+            self.process = subprocess.Popen(pin + [str(RELEASE / binary), "--addr", "127.0.0.1:0"],
+                                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            text=True)
+            line = self.process.stdout.readline().strip()
+            self.addr = line.removeprefix("listening on http://")
+        self.url = f"ws://{self.addr}/ws/"
+        time.sleep(0.5)
+
+    def cpu_seconds(self):
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+    def rss_kib(self):
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_for_port(port):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def load(*args):
+    """Runs chanmux-load pinned to LOAD_CPU; returns its JSON summary."""
+    command = ["taskset", "-c", LOAD_CPU, str(RELEASE / "chanmux-load"), *map(str, args)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    lines = [l for l in done.stdout.splitlines() if l.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
+    return json.loads(lines[-1])
+
+
+def echo_run(server, connections, in_flight, payload):
+    args = ["echo", "--url", server.url, "-c", connections, "-w", in_flight,
+            "--payload", payload, "--duration", DURATION, "--warmup", 0]
+    if server.kind == "bare":
+        args.append("--bare")
+    before = server.cpu_seconds()
+    summary = load(*args)
+    summary["cpu_us_per_msg"] = (server.cpu_seconds() - before) / max(summary["messages"], 1) * 1e6
+    return summary
+
+
+def idle_memory(server, count, sources=1):
+    """Opens `count` idle connections and returns (held, KiB per connection, first error)."""
+    baseline = server.rss_kib()
+    command = ["taskset", "-c", LOAD_CPU, str(RELEASE / "chanmux-load"), "idle", "--url", server.url,
+               "-c", str(count), "--sources", str(sources), "--hold", "4"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if line.startswith("all open"):
+            break
+    time.sleep(1.5)
+    rss = server.rss_kib()
+    out, _ = process.communicate(timeout=600)
+    summary = json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
+    held = summary["held"]
+    return held, (rss - baseline) / max(held, 1), summary.get("first_error"), rss
+
+
+def spread(values):
+    return statistics.median(values), min(values), max(values)
+
+
+def main():
+    started = datetime.datetime.now(datetime.timezone.utc)
+    results = {}  # (kind, c, w, p) -> list of summaries
+    rss_after_runs = []
+    for kind in SERVERS:
+        log(f"== echo: {SERVERS[kind]}")
+        server = Server(kind)
+        warm = echo_run(server, 10, 16, 64)  # unmeasured warm-up
+        log(f"   warm-up {warm['throughput']:.0f} msg/s")
+        if kind == "chanmux":
+            rss_after_runs.append(("baseline (after warm-up)", server.rss_kib()))
+        for c in CONNECTIONS:
+            for w in IN_FLIGHT:
+                for p in PAYLOADS:
+                    runs = []
+                    for r in range(REPEATS):
+                        runs.append(echo_run(server, c, w, p))
+                        if kind == "chanmux" and (c, w, p) == (CONNECTIONS[-1], IN_FLIGHT[-1], PAYLOADS[0]):
+                            rss_after_runs.append((f"after run {r + 1} at {c}×{w}×{p} B", server.rss_kib()))
+                    results[(kind, c, w, p)] = runs
+                    t = spread([run["throughput"] for run in runs])
+                    log(f"   {c:>3} conn × {w:>2} × {p:>4} B: {t[0]:>9.0f} msg/s  "
+                        f"cpu {statistics.median(r['cpu_us_per_msg'] for r in runs):.2f} µs/msg")
+        server.stop()
+
+    idle = {}
+    for kind in SERVERS:
+        for count in IDLE_COUNTS:
+            log(f"== idle: {SERVERS[kind]}, {count} connections")
+            server = Server(kind)
+            idle[(kind, count)] = idle_memory(server, count)
+            log(f"   held {idle[(kind, count)][0]}, {idle[(kind, count)][1]:.1f} KiB each")
+            server.stop()
+
+    log(f"== most connections: chanmux, {MOST_CONNECTIONS}")
+    server = Server("chanmux")
+    most = idle_memory(server, MOST_CONNECTIONS, sources=2)
+    still_serving = server.alive() and echo_run(server, 1, 1, 64)["messages"] > 0
+    server.stop()
+    log(f"   held {most[0]} ({most[1]:.1f} KiB each), still serving: {still_serving}")
+
+    log("== fan-out")
+    fanout = subprocess.run(
+        ["cargo", "bench", "-q", "-p", "chanmux-server", "--bench", "fanout", "--",
+         "--clients", "1000" if QUICK else "1000,10000", "--rounds", "10" if QUICK else "30"],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    fanout_table = "\n".join(l for l in fanout.stdout.splitlines() if l.startswith("|"))
+
+    write_report(started, results, rss_after_runs, idle, most, still_serving, fanout_table)
+    write_chart(results)
+    log("== wrote BENCHMARKS.md and bench/throughput.svg")
+
+
+def fmt_spread(values, digits=0):
+    m, lo, hi = spread(values)
+    return f"{m:,.{digits}f} ({lo:,.{digits}f}–{hi:,.{digits}f})"
+
+
+def write_report(started, results, rss_after_runs, idle, most, still_serving, fanout_table):
+    cpu = platform.processor() or "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    median = lambda kind, key, cfg: statistics.median(r[key] for r in results[(kind, *cfg)])
+    out = []
+    w = out.append
+    w("# Benchmarks\n")
+    w(f"Generated by `scripts/bench.sh` on {started:%Y-%m-%d %H:%M} UTC. Machine: {cpu}, "
+      f"{os.cpu_count()} cores, Linux {platform.release()}. Servers pinned to CPU {SERVER_CPU}, "
+      f"the load generator (`chanmux-load`) to CPU {LOAD_CPU}; each echo figure is the median of "
+      f"{REPEATS} runs of {DURATION:g} s, with the min–max in brackets. This machine is a shared "
+      "VM: read ratios, not absolute figures. Nothing here is asserted by a test.\n")
+    w("Servers: **chanmux** is the demo server (`cargo run --release`), multiplexed frames on "
+      "`echostream`; **bare** is `chanmux-bare-echo`, the same axum/tungstenite stack and buffer "
+      "settings echoing bare payloads with no multiplexing (the ceiling); **python** is Django "
+      "Channels 4 + channelsmultiplexer 0.0.3 under uvicorn (`bench/reference/`). Every reply is "
+      "checked (stream, payload, order); a run with any wrong or lost reply would show in the "
+      "error columns of `chanmux-load`'s output.\n")
+
+    w("## Echo throughput (messages/s)\n")
+    w("| connections × in flight × payload | chanmux | bare (ceiling) | python | chanmux / bare | chanmux / python |")
+    w("|---|---|---|---|---|---|")
+    for c in CONNECTIONS:
+        for fl in IN_FLIGHT:
+            for p in PAYLOADS:
+                cfg = (c, fl, p)
+                t = {k: [r["throughput"] for r in results[(k, *cfg)]] for k in SERVERS}
+                w(f"| {c} × {fl} × {p} B | {fmt_spread(t['chanmux'])} | {fmt_spread(t['bare'])} | "
+                  f"{fmt_spread(t['python'])} | {statistics.median(t['chanmux']) / statistics.median(t['bare']):.2f} | "
+                  f"{statistics.median(t['chanmux']) / max(statistics.median(t['python']), 1e-9):.0f}× |")
+    w("\n![throughput](bench/throughput.svg)\n")
+
+    w("## Server CPU per message (µs, median)\n")
+    w("On 2 cores the load generator saturates before the server does, so throughput alone "
+      "understates the difference; this is what each message costs the server.\n")
+    w("| connections × in flight × payload | chanmux | bare | python | chanmux / bare | python / chanmux |")
+    w("|---|---|---|---|---|---|")
+    for c in CONNECTIONS:
+        for fl in IN_FLIGHT:
+            for p in PAYLOADS:
+                cfg = (c, fl, p)
+                u = {k: median(k, "cpu_us_per_msg", cfg) for k in SERVERS}
+                w(f"| {c} × {fl} × {p} B | {u['chanmux']:.2f} | {u['bare']:.2f} | {u['python']:.1f} | "
+                  f"{u['chanmux'] / u['bare']:.2f} | {u['python'] / u['chanmux']:.0f}× |")
+
+    w("\n## Latency (ms, median of runs)\n")
+    w("| connections × in flight × payload | chanmux p50 / p99 | bare p50 / p99 | python p50 / p99 |")
+    w("|---|---|---|---|")
+    for c in CONNECTIONS:
+        for fl in IN_FLIGHT:
+            for p in PAYLOADS:
+                cfg = (c, fl, p)
+                cells = [f"{median(k, 'p50_ms', cfg):.3f} / {median(k, 'p99_ms', cfg):.3f}" for k in SERVERS]
+                w(f"| {c} × {fl} × {p} B | " + " | ".join(cells) + " |")
+
+    w("\n## Memory per idle connection\n")
+    w("Server RSS growth divided by the connections held, each with the demo's 3 accepting "
+      "streams (the bare echo has none; the Python reference has the same 4 streams).\n")
+    w("| server | " + " | ".join(f"{n:,} connections" for n in IDLE_COUNTS) + " |")
+    w("|---|" + "---|" * len(IDLE_COUNTS))
+    for kind in SERVERS:
+        cells = []
+        for n in IDLE_COUNTS:
+            held, per, error, _ = idle[(kind, n)]
+            cells.append(f"{per:.1f} KiB" + ("" if held == n else f" ({held} held: {error})"))
+        w(f"| {SERVERS[kind]} | " + " | ".join(cells) + " |")
+    held, per, error, rss = most
+    w(f"\n**Most concurrent connections:** {held:,} of {MOST_CONNECTIONS:,} asked held by one chanmux "
+      f"process ({per:.1f} KiB each, {rss / 1024:.0f} MiB RSS in all); still serving afterwards: "
+      f"{'yes' if still_serving else 'no'}." + (f" First failure: {error}" if error else "") + "\n")
+
+    per_conn = per
+    cpu_msg = median("chanmux", "cpu_us_per_msg", (CONNECTIONS[-1], IN_FLIGHT[-1], PAYLOADS[0]))
+    w("## Projection\n")
+    w(f"From the measured {per_conn:.1f} KiB per idle connection and {cpu_msg:.2f} µs of server CPU "
+      "per message (the largest echo configuration): ")
+    for n in (100_000, 1_000_000):
+        w(f"- {n:,} idle connections: about {per_conn * n / 1024 / 1024:.1f} GiB of RAM; "
+          f"one message per connection per second would take about {n * cpu_msg / 1e6:.1f} cores.")
+    w("\n(Kernel socket buffers are not in the process's RSS; at these scales they need their own "
+      "budget and `net.ipv4.tcp_mem` tuning, and more than ~28k connections per source address "
+      "need several source addresses, as `chanmux-load idle --sources` does.)\n")
+
+    w("## Memory after load\n")
+    w("chanmux's RSS after its warm-up and after each repeat of the heaviest echo run:\n")
+    for label, kib in rss_after_runs:
+        w(f"- {label}: {kib / 1024:.1f} MiB")
+
+    w("\n## Group fan-out\n")
+    w("`cargo bench -p chanmux-server --bench fanout -- --clients 1000,10000 --rounds 30`: one room "
+      "message to N clients over loopback, time until the last one has it (server and clients share "
+      "both cores here).\n")
+    w(fanout_table)
+    w("\n## Per-frame path\n")
+    w("See the README's Performance section (`cargo bench -p chanmux-core --bench envelope`, "
+      "`cargo bench -p chanmux --bench demux`).\n")
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
+
+
+def write_chart(results):
+    """A grouped bar chart of median throughput, one group per configuration."""
+    configs = [(c, fl, p) for c in CONNECTIONS for fl in IN_FLIGHT for p in PAYLOADS]
+    colors = {"chanmux": "#2563eb", "bare": "#9ca3af", "python": "#f59e0b"}
+    top = max(statistics.median(r["throughput"] for r in results[(k, *cfg)]) for k in SERVERS for cfg in configs)
+    width, height, left, bottom = 60 * len(configs) + 80, 320, 60, 60
+    bar = 14
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="11">',
+             f'<text x="{left}" y="16" font-size="13">Echo throughput, median msg/s (higher is better)</text>']
+    plot_h = height - bottom - 30
+    for i, cfg in enumerate(configs):
+        x0 = left + i * 60
+        for j, kind in enumerate(SERVERS):
+            value = statistics.median(r["throughput"] for r in results[(kind, *cfg)])
+            h = plot_h * value / top
+            parts.append(f'<rect x="{x0 + j * bar}" y="{height - bottom - h:.1f}" width="{bar - 2}" '
+                         f'height="{h:.1f}" fill="{colors[kind]}"><title>{kind}: {value:,.0f}</title></rect>')
+        label = f"{cfg[0]}×{cfg[1]}×{cfg[2]}"
+        parts.append(f'<text x="{x0}" y="{height - bottom + 14}" transform="rotate(30 {x0} '
+                     f'{height - bottom + 14})">{label}</text>')
+    for j, kind in enumerate(SERVERS):
+        parts.append(f'<rect x="{width - 170}" y="{30 + j * 16}" width="10" height="10" fill="{colors[kind]}"/>'
+                     f'<text x="{width - 155}" y="{39 + j * 16}">{SERVERS[kind]}</text>')
+    parts.append(f'<line x1="{left - 4}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="#333"/>')
+    parts.append(f'<text x="4" y="{height - bottom - plot_h + 4}">{top:,.0f}</text>')
+    parts.append("</svg>")
+    (ROOT / "bench" / "throughput.svg").write_text("\n".join(parts) + "\n")
+
+
+if __name__ == "__main__":
+    main()
