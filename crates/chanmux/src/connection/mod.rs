@@ -198,6 +198,21 @@ impl Accepted {
                     },
                     frame = frames.next(), if pending.is_none() => {
                         let event = match frame {
+                            // A demultiplexer owning the socket routes here,
+                            // without a hand-off to its task; frames after it
+                            // closed are dropped, as its runner would.
+                            Some(Ok(Frame::Text(text))) if ctx.router().is_some() => {
+                                if let Some(router) = ctx.router().filter(|_| ctx.is_accepted()) {
+                                    router.route_text(text).await;
+                                }
+                                continue;
+                            }
+                            Some(Ok(Frame::Binary(_))) if ctx.router().is_some() => {
+                                if let Some(router) = ctx.router().filter(|_| ctx.is_accepted()) {
+                                    router.route_binary().await;
+                                }
+                                continue;
+                            }
                             Some(Ok(Frame::Text(text))) => Event::Text(text),
                             Some(Ok(Frame::Binary(data))) => Event::Binary(data),
                             Some(Ok(Frame::Close(frame))) => {

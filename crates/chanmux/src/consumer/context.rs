@@ -12,7 +12,7 @@ use serde::de::IgnoredAny;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::runner::Failure;
-use crate::demultiplexer::Shared;
+use crate::demultiplexer::{Router, Shared};
 use crate::layer::{ChannelName, GroupName, SharedLayer};
 use crate::{AcceptError, GroupError, Scope, SendError, Text};
 
@@ -44,6 +44,9 @@ struct Inner {
     layer: Option<SharedLayer>,
     /// This consumer's address on the layer, set when it starts.
     channel: OnceLock<ChannelName>,
+    /// Set by a demultiplexer serving this context, so the connection loop
+    /// can route frames without a hand-off to the demultiplexer's task.
+    router: OnceLock<Arc<Router>>,
     state: AtomicU8,
     /// The consumer's connect handler is still running.
     in_connect: AtomicBool,
@@ -137,6 +140,7 @@ impl Context {
                 scope,
                 layer,
                 channel: OnceLock::new(),
+                router: OnceLock::new(),
                 state: AtomicU8::new(PENDING),
                 in_connect: AtomicBool::new(true),
                 settled: Notify::new(),
@@ -177,6 +181,15 @@ impl Context {
     /// can [`send`](crate::layer::ChannelLayer::send) to it. `None` without a layer.
     pub fn channel_name(&self) -> Option<&ChannelName> {
         self.inner.channel.get()
+    }
+
+    pub(crate) fn set_router(&self, router: Arc<Router>) {
+        let _ = self.inner.router.set(router);
+    }
+
+    /// The demultiplexer router serving this context, if any.
+    pub(crate) fn router(&self) -> Option<&Arc<Router>> {
+        self.inner.router.get()
     }
 
     pub(crate) fn set_channel_name(&self, name: ChannelName) {

@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::GroupError;
 use crate::layer::{GroupName, Message, MessageError, SharedLayer};
 
+pub(crate) use consumer::Router;
 pub(crate) use shared::Shared;
 
 use crate::{ConsumerFactory, Start};

@@ -337,9 +337,11 @@ async fn a_panicking_stream_leaves_the_others_serving_over_a_socket() {
 
 #[tokio::test]
 async fn order_is_kept_per_stream_over_a_socket() {
+    // Room for the whole burst: this is about order, not overload.
     let demux = Demultiplexer::builder()
         .stream("a", || Echo)
         .stream("b", || Echo)
+        .stream_queue_capacity(512)
         .build();
     let addr = serve(Router::new().route("/ws/", websocket(demux))).await;
     let (mut client, _) = connect(addr, "/ws/", None).await.unwrap();
