@@ -178,6 +178,9 @@ impl Accepted {
             stop_rx,
             config.slow_client_timeout,
         ));
+        // Set by a demultiplexer's connect, which ran before the accept.
+        // Held here for the connection's life, then released with it.
+        let router = ctx.router();
         let mut writer_done = false;
         let mut shutting_down = false;
         // A message read but not yet taken by the consumer's full inbox.
@@ -201,14 +204,14 @@ impl Accepted {
                             // A demultiplexer owning the socket routes here,
                             // without a hand-off to its task; frames after it
                             // closed are dropped, as its runner would.
-                            Some(Ok(Frame::Text(text))) if ctx.router().is_some() => {
-                                if let Some(router) = ctx.router().filter(|_| ctx.is_accepted()) {
+                            Some(Ok(Frame::Text(text))) if router.is_some() => {
+                                if let Some(router) = router.as_ref().filter(|_| ctx.is_accepted()) {
                                     router.route_text(text).await;
                                 }
                                 continue;
                             }
-                            Some(Ok(Frame::Binary(_))) if ctx.router().is_some() => {
-                                if let Some(router) = ctx.router().filter(|_| ctx.is_accepted()) {
+                            Some(Ok(Frame::Binary(_))) if router.is_some() => {
+                                if let Some(router) = router.as_ref().filter(|_| ctx.is_accepted()) {
                                     router.route_binary().await;
                                 }
                                 continue;
@@ -255,6 +258,7 @@ impl Accepted {
                 }
             }
         };
+        drop(router);
         let _ = stop_tx.send(());
         // From here on the consumer sees the client gone: what is still queued
         // for it is skipped and its disconnect comes next.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 use chanmux_core::{ErrorCode, error_frame};
@@ -46,7 +46,8 @@ struct Inner {
     channel: OnceLock<ChannelName>,
     /// Set by a demultiplexer serving this context, so the connection loop
     /// can route frames without a hand-off to the demultiplexer's task.
-    router: OnceLock<Arc<Router>>,
+    /// Weak: the router holds this context (as its streams' parent).
+    router: OnceLock<Weak<Router>>,
     state: AtomicU8,
     /// The consumer's connect handler is still running.
     in_connect: AtomicBool,
@@ -183,13 +184,13 @@ impl Context {
         self.inner.channel.get()
     }
 
-    pub(crate) fn set_router(&self, router: Arc<Router>) {
-        let _ = self.inner.router.set(router);
+    pub(crate) fn set_router(&self, router: &Arc<Router>) {
+        let _ = self.inner.router.set(Arc::downgrade(router));
     }
 
-    /// The demultiplexer router serving this context, if any.
-    pub(crate) fn router(&self) -> Option<&Arc<Router>> {
-        self.inner.router.get()
+    /// The demultiplexer router serving this context, while it lives.
+    pub(crate) fn router(&self) -> Option<Arc<Router>> {
+        self.inner.router.get().and_then(Weak::upgrade)
     }
 
     pub(crate) fn set_channel_name(&self, name: ChannelName) {

@@ -136,7 +136,7 @@ impl Consumer for DemuxConsumer {
             shared,
         });
         // Before any stream can accept, so every frame finds it.
-        ctx.set_router(router.clone());
+        ctx.set_router(&router);
         self.router = Some(router);
         for (start, factory) in starts.into_iter().zip(&self.spec.factories) {
             self.tasks.spawn(factory.start(start));

@@ -548,3 +548,42 @@ async fn frames_held_for_a_stream_that_then_refuses_are_answered_stream_not_acce
         Some("slow"),
     );
 }
+
+/// Lives in a connection's scope; its weak twin tells when the scope is freed.
+#[derive(Clone)]
+struct Tracker(#[allow(dead_code)] Arc<()>);
+
+/// Connects, echoes once, ends the connection as `end` says, and checks
+/// that the connection's state (its scope, contexts, router) is freed.
+async fn state_is_freed_after(end: &str) {
+    let token = Arc::new(());
+    let freed = Arc::downgrade(&token);
+    let demux = Demultiplexer::builder()
+        .stream("echo", || Echo)
+        .stream("never", || NeverAccept)
+        .build();
+    let scope = chanmux::Scope::new("/").with_extension(Tracker(token));
+    let mut comm = Communicator::with_scope(demux, scope);
+    assert!(comm.connect().await.is_accepted());
+    comm.send_json_to(&json!({"stream": "echo", "payload": 1}))
+        .await;
+    comm.receive_json_from().await;
+    match end {
+        "close" => comm.disconnect(1000).await,
+        _ => comm.abort().await,
+    }
+    wait_until("the connection's state to be freed", || {
+        freed.upgrade().is_none()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_closed_connection_frees_all_its_state() {
+    state_is_freed_after("close").await;
+}
+
+#[tokio::test]
+async fn an_aborted_connection_frees_all_its_state() {
+    state_is_freed_after("abort").await;
+}
