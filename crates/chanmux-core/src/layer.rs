@@ -119,3 +119,195 @@ pub enum LayerError {
 
 /// A shared layer, as consumers and servers hold it.
 pub type SharedLayer = Arc<dyn ChannelLayer>;
+
+/// A layer instance's local channels and their group memberships: the
+/// bookkeeping every backend keeps (behind its own lock).
+#[derive(Default)]
+pub struct Registry {
+    channels: std::collections::HashMap<ChannelName, Entry>,
+    groups: std::collections::HashMap<GroupName, std::collections::HashSet<ChannelName>>,
+}
+
+struct Entry {
+    delivery: Arc<dyn Deliver>,
+    groups: std::collections::HashSet<GroupName>,
+}
+
+impl Registry {
+    /// Registers a local channel.
+    pub fn insert(&mut self, channel: ChannelName, delivery: Arc<dyn Deliver>) {
+        let entry = Entry {
+            delivery,
+            groups: Default::default(),
+        };
+        self.channels.insert(channel, entry);
+    }
+
+    /// Forgets a channel and its memberships; returns the groups left
+    /// without any local member.
+    pub fn remove(&mut self, channel: &ChannelName) -> Vec<GroupName> {
+        let Some(entry) = self.channels.remove(channel) else {
+            return Vec::new();
+        };
+        entry
+            .groups
+            .into_iter()
+            .filter(|group| self.leave(group, channel))
+            .collect()
+    }
+
+    /// Adds a local channel to `group`.
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::UnknownChannel`] when `channel` is not registered.
+    pub fn add(&mut self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError> {
+        let entry = self
+            .channels
+            .get_mut(channel)
+            .ok_or_else(|| LayerError::UnknownChannel(channel.clone()))?;
+        entry.groups.insert(group.clone());
+        self.groups
+            .entry(group.clone())
+            .or_default()
+            .insert(channel.clone());
+        Ok(())
+    }
+
+    /// Removes `channel` from `group`; returns whether the group is now
+    /// without local members (and was not before).
+    pub fn discard(&mut self, group: &GroupName, channel: &ChannelName) -> bool {
+        if let Some(entry) = self.channels.get_mut(channel) {
+            entry.groups.remove(group);
+        }
+        self.leave(group, channel)
+    }
+
+    /// Drops the membership; `true` if that emptied the group.
+    fn leave(&mut self, group: &GroupName, channel: &ChannelName) -> bool {
+        let Some(members) = self.groups.get_mut(group) else {
+            return false;
+        };
+        members.remove(channel);
+        let emptied = members.is_empty();
+        if emptied {
+            self.groups.remove(group);
+        }
+        emptied
+    }
+
+    /// Where a local channel's messages go.
+    pub fn delivery(&self, channel: &ChannelName) -> Option<Arc<dyn Deliver>> {
+        self.channels
+            .get(channel)
+            .map(|entry| entry.delivery.clone())
+    }
+
+    /// Where the messages of every local member of `group` go.
+    pub fn members(&self, group: &GroupName) -> Vec<Arc<dyn Deliver>> {
+        self.groups
+            .get(group)
+            .into_iter()
+            .flatten()
+            .filter_map(|channel| self.delivery(channel))
+            .collect()
+    }
+
+    /// Whether `group` has a local member.
+    pub fn has_group(&self, group: &GroupName) -> bool {
+        self.groups.contains_key(group)
+    }
+
+    /// The groups with local members.
+    pub fn groups(&self) -> impl Iterator<Item = &GroupName> {
+        self.groups.keys()
+    }
+
+    /// Channels, groups and memberships, for [`LayerStats`].
+    pub fn stats(&self, dropped: u64) -> LayerStats {
+        let memberships = self
+            .groups
+            .values()
+            .map(std::collections::HashSet::len)
+            .sum();
+        LayerStats::new(self.channels.len(), self.groups.len(), memberships, dropped)
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("channels", &self.channels.len())
+            .field("groups", &self.groups.len())
+            .finish()
+    }
+}
+
+/// Hands `message` to `delivery`, containing a panicking [`Deliver`]: `true`
+/// if it was taken, `false` if it was dropped (full, gone or panicked).
+pub fn deliver_contained(delivery: &dyn Deliver, message: Message) -> bool {
+    let delivered =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| delivery.deliver(message)));
+    matches!(delivered, Ok(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nowhere;
+
+    impl Deliver for Nowhere {
+        fn deliver(&self, _message: Message) -> bool {
+            false
+        }
+    }
+
+    struct Panics;
+
+    impl Deliver for Panics {
+        fn deliver(&self, _message: Message) -> bool {
+            panic!("a broken delivery")
+        }
+    }
+
+    #[test]
+    fn the_registry_tracks_memberships_and_reports_emptied_groups() {
+        let (a, b) = (
+            ChannelName::new("x.1").unwrap(),
+            ChannelName::new("x.2").unwrap(),
+        );
+        let (g, h) = (GroupName::new("g").unwrap(), GroupName::new("h").unwrap());
+        let mut registry = Registry::default();
+        assert!(matches!(
+            registry.add(&g, &a),
+            Err(LayerError::UnknownChannel(_))
+        ));
+        registry.insert(a.clone(), Arc::new(Nowhere));
+        registry.insert(b.clone(), Arc::new(Nowhere));
+        registry.add(&g, &a).unwrap();
+        registry.add(&g, &b).unwrap();
+        registry.add(&h, &a).unwrap();
+        assert_eq!(registry.stats(0), LayerStats::new(2, 2, 3, 0));
+        assert_eq!(registry.members(&g).len(), 2);
+        assert!(!registry.discard(&g, &b), "g still has a");
+        assert_eq!(
+            registry.remove(&a).len(),
+            2,
+            "a was the last member of g and h"
+        );
+        assert!(!registry.has_group(&g) && !registry.has_group(&h));
+        assert_eq!(registry.stats(0), LayerStats::new(1, 0, 0, 0));
+        assert!(
+            !registry.discard(&g, &b),
+            "discarding a non-member is a no-op"
+        );
+    }
+
+    #[test]
+    fn a_panicking_delivery_is_contained_and_counts_as_dropped() {
+        let message = Message::new(&serde_json::json!({"type": "t"})).unwrap();
+        assert!(!deliver_contained(&Panics, message.clone()));
+        assert!(!deliver_contained(&Nowhere, message));
+    }
+}

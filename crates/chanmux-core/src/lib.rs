@@ -36,6 +36,6 @@ mod object;
 
 pub use envelope::{Envelope, EnvelopeError, StreamPrefix, wrap};
 pub use error_frame::{ErrorCode, error_frame};
-pub use layer::{ChannelLayer, Deliver, LayerError, LayerStats, SharedLayer};
+pub use layer::{ChannelLayer, Deliver, LayerError, LayerStats, Registry, SharedLayer};
 pub use message::{FRAME_TYPE, Message, MessageError};
 pub use name::{ChannelName, GroupName, MAX_NAME_LEN, NameError};

@@ -1,15 +1,16 @@
 //! [`RedisLayer`]: the [`ChannelLayer`] over Redis pub/sub.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::panic::AssertUnwindSafe;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chanmux_core::layer::{BoxFuture, ChannelLayer, Deliver, LayerError, LayerStats};
+use chanmux_core::layer::{
+    BoxFuture, ChannelLayer, Deliver, LayerError, LayerStats, Registry, deliver_contained,
+};
 use chanmux_core::{ChannelName, GroupName, Message};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot};
@@ -47,20 +48,9 @@ pub(crate) struct Shared {
     /// This instance's id: the first part of its channel names.
     pub(crate) id: String,
     pub(crate) config: RedisLayerConfig,
-    local: Mutex<Local>,
+    local: Mutex<Registry>,
     dropped: AtomicU64,
     pub(crate) connected: AtomicBool,
-}
-
-#[derive(Default)]
-struct Local {
-    channels: HashMap<ChannelName, Channel>,
-    groups: HashMap<GroupName, HashSet<ChannelName>>,
-}
-
-struct Channel {
-    delivery: Arc<dyn Deliver>,
-    groups: HashSet<GroupName>,
 }
 
 /// Why [`RedisLayer::connect`] failed.
@@ -136,7 +126,7 @@ impl RedisLayer {
         let shared = Arc::new(Shared {
             id: instance_id(),
             config,
-            local: Mutex::new(Local::default()),
+            local: Mutex::new(Registry::default()),
             dropped: AtomicU64::new(0),
             connected: AtomicBool::new(true),
         });
@@ -198,7 +188,7 @@ fn instance_id() -> String {
 }
 
 impl Shared {
-    fn local(&self) -> std::sync::MutexGuard<'_, Local> {
+    fn local(&self) -> std::sync::MutexGuard<'_, Registry> {
         // Only map operations run under this lock; nothing in it panics.
         self.local.lock().expect("layer state lock poisoned")
     }
@@ -215,7 +205,7 @@ impl Shared {
     pub(crate) fn topics(&self) -> Vec<String> {
         let local = self.local();
         std::iter::once(self.process_topic())
-            .chain(local.groups.keys().map(|g| self.group_topic(g.as_str())))
+            .chain(local.groups().map(|g| self.group_topic(g.as_str())))
             .collect()
     }
 
@@ -226,7 +216,7 @@ impl Shared {
             .strip_prefix(&prefix)
             .and_then(|g| GroupName::new(g).ok())
         {
-            Some(group) => self.local().groups.contains_key(&group),
+            Some(group) => self.local().has_group(&group),
             None => topic == self.process_topic(),
         }
     }
@@ -239,12 +229,7 @@ impl Shared {
                 let Ok(group) = GroupName::new(group) else {
                     return;
                 };
-                let local = self.local();
-                let members = local.groups.get(&group).into_iter().flatten();
-                let deliveries = members
-                    .filter_map(|name| local.channels.get(name).map(|c| c.delivery.clone()))
-                    .collect();
-                (deliveries, payload)
+                (self.local().members(&group), payload)
             } else {
                 let Some((channel, text)) = payload.split_once(' ') else {
                     tracing::warn!(topic, "malformed direct message from Redis; dropped");
@@ -253,11 +238,7 @@ impl Shared {
                 let Ok(channel) = ChannelName::new(channel) else {
                     return;
                 };
-                let delivery = self
-                    .local()
-                    .channels
-                    .get(&channel)
-                    .map(|c| c.delivery.clone());
+                let delivery = self.local().delivery(&channel);
                 match delivery {
                     Some(delivery) => (vec![delivery], text),
                     None => {
@@ -280,9 +261,7 @@ impl Shared {
         for delivery in deliveries {
             // A panicking Deliver must not take this task (and every other
             // recipient's messages) down with it.
-            let delivered =
-                std::panic::catch_unwind(AssertUnwindSafe(|| delivery.deliver(message.clone())));
-            if !matches!(delivered, Ok(true)) {
+            if !deliver_contained(&*delivery, message.clone()) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -294,37 +273,15 @@ impl ChannelLayer for RedisLayer {
         let n = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
         let name = ChannelName::new(&format!("{}.{n}", self.shared().id))
             .expect("generated names are valid");
-        self.shared().local().channels.insert(
-            name.clone(),
-            Channel {
-                delivery,
-                groups: HashSet::new(),
-            },
-        );
+        self.shared().local().insert(name.clone(), delivery);
         name
     }
 
     fn close_channel(&self, channel: &ChannelName) {
-        let mut emptied = Vec::new();
-        {
-            let mut local = self.shared().local();
-            let Some(closed) = local.channels.remove(channel) else {
-                return;
-            };
-            for group in closed.groups {
-                if let Some(members) = local.groups.get_mut(&group) {
-                    members.remove(channel);
-                    if members.is_empty() {
-                        local.groups.remove(&group);
-                        emptied.push(group);
-                    }
-                }
-            }
-        }
+        let emptied = self.shared().local().remove(channel);
         for group in emptied {
-            let _ = self.inner.commands.send(Command::Unsubscribe(
-                self.shared().group_topic(group.as_str()),
-            ));
+            let topic = self.shared().group_topic(group.as_str());
+            let _ = self.inner.commands.send(Command::Unsubscribe(topic));
         }
     }
 
@@ -351,18 +308,7 @@ impl ChannelLayer for RedisLayer {
         channel: &'a ChannelName,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
         Box::pin(async move {
-            {
-                let mut local = self.shared().local();
-                let Some(member) = local.channels.get_mut(channel) else {
-                    return Err(LayerError::UnknownChannel(channel.clone()));
-                };
-                member.groups.insert(group.clone());
-                local
-                    .groups
-                    .entry(group.clone())
-                    .or_default()
-                    .insert(channel.clone());
-            }
+            self.shared().local().add(group, channel)?;
             // Subscribing again is harmless, and waiting for it means a group
             // send made after this returns reaches the new member.
             let (ack, acked) = oneshot::channel();
@@ -385,19 +331,7 @@ impl ChannelLayer for RedisLayer {
         group: &'a GroupName,
         channel: &'a ChannelName,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
-        let emptied = {
-            let mut local = self.shared().local();
-            if let Some(member) = local.channels.get_mut(channel) {
-                member.groups.remove(group);
-            }
-            match local.groups.get_mut(group) {
-                Some(members) => {
-                    members.remove(channel);
-                    members.is_empty() && local.groups.remove(group).is_some()
-                }
-                None => false,
-            }
-        };
+        let emptied = self.shared().local().discard(group, channel);
         if emptied {
             let _ = self.inner.commands.send(Command::Unsubscribe(
                 self.shared().group_topic(group.as_str()),
@@ -418,13 +352,8 @@ impl ChannelLayer for RedisLayer {
     }
 
     fn stats(&self) -> LayerStats {
-        let local = self.shared().local();
-        LayerStats::new(
-            local.channels.len(),
-            local.groups.len(),
-            local.groups.values().map(HashSet::len).sum(),
-            self.shared().dropped.load(Ordering::Relaxed),
-        )
+        let dropped = self.shared().dropped.load(Ordering::Relaxed);
+        self.shared().local().stats(dropped)
     }
 }
 

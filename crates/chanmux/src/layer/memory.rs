@@ -1,9 +1,10 @@
 //! [`InMemoryLayer`]: groups within one process, with nothing external.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use chanmux_core::layer::{Registry, deliver_contained};
 
 use super::{
     BoxFuture, ChannelLayer, ChannelName, Deliver, GroupName, LayerError, LayerStats, Message,
@@ -24,18 +25,7 @@ struct Inner {
     prefix: String,
     next_channel: AtomicU64,
     dropped: AtomicU64,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    channels: HashMap<ChannelName, Channel>,
-    groups: HashMap<GroupName, HashSet<ChannelName>>,
-}
-
-struct Channel {
-    delivery: Arc<dyn Deliver>,
-    groups: HashSet<GroupName>,
+    registry: Mutex<Registry>,
 }
 
 static NEXT_LAYER: AtomicU64 = AtomicU64::new(0);
@@ -54,21 +44,22 @@ impl InMemoryLayer {
                 prefix: format!("memory{}", NEXT_LAYER.fetch_add(1, Ordering::Relaxed)),
                 next_channel: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
-                state: Mutex::new(State::default()),
+                registry: Mutex::new(Registry::default()),
             }),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         // No code panics while holding this lock (only map operations).
-        self.inner.state.lock().expect("layer state lock poisoned")
+        self.inner
+            .registry
+            .lock()
+            .expect("layer registry lock poisoned")
     }
 
+    /// Hands over a message outside the lock; a dropped one is counted.
     fn deliver(&self, delivery: &dyn Deliver, message: Message) {
-        // A panicking Deliver costs its own message, not the sender's task.
-        let delivered =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| delivery.deliver(message)));
-        if !matches!(delivered, Ok(true)) {
+        if !deliver_contained(delivery, message) {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -79,29 +70,12 @@ impl ChannelLayer for InMemoryLayer {
         let n = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
         let name = ChannelName::new(&format!("{}.{n}", self.inner.prefix))
             .expect("generated channel names are valid");
-        self.state().channels.insert(
-            name.clone(),
-            Channel {
-                delivery,
-                groups: HashSet::new(),
-            },
-        );
+        self.registry().insert(name.clone(), delivery);
         name
     }
 
     fn close_channel(&self, channel: &ChannelName) {
-        let mut state = self.state();
-        let Some(closed) = state.channels.remove(channel) else {
-            return;
-        };
-        for group in closed.groups {
-            if let Some(members) = state.groups.get_mut(&group) {
-                members.remove(channel);
-                if members.is_empty() {
-                    state.groups.remove(&group);
-                }
-            }
-        }
+        self.registry().remove(channel);
     }
 
     fn send<'a>(
@@ -109,11 +83,7 @@ impl ChannelLayer for InMemoryLayer {
         channel: &'a ChannelName,
         message: Message,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
-        let delivery = self
-            .state()
-            .channels
-            .get(channel)
-            .map(|c| c.delivery.clone());
+        let delivery = self.registry().delivery(channel);
         match delivery {
             Some(delivery) => self.deliver(&*delivery, message),
             // Nobody there: the message is dropped, as at-most-once allows.
@@ -129,21 +99,7 @@ impl ChannelLayer for InMemoryLayer {
         group: &'a GroupName,
         channel: &'a ChannelName,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
-        let added = {
-            let mut state = self.state();
-            match state.channels.get_mut(channel) {
-                Some(local) => {
-                    local.groups.insert(group.clone());
-                    state
-                        .groups
-                        .entry(group.clone())
-                        .or_default()
-                        .insert(channel.clone());
-                    Ok(())
-                }
-                None => Err(LayerError::UnknownChannel(channel.clone())),
-            }
-        };
+        let added = self.registry().add(group, channel);
         Box::pin(async move { added })
     }
 
@@ -152,18 +108,7 @@ impl ChannelLayer for InMemoryLayer {
         group: &'a GroupName,
         channel: &'a ChannelName,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
-        {
-            let mut state = self.state();
-            if let Some(local) = state.channels.get_mut(channel) {
-                local.groups.remove(group);
-            }
-            if let Some(members) = state.groups.get_mut(group) {
-                members.remove(channel);
-                if members.is_empty() {
-                    state.groups.remove(group);
-                }
-            }
-        }
+        self.registry().discard(group, channel);
         Box::pin(async { Ok(()) })
     }
 
@@ -172,33 +117,16 @@ impl ChannelLayer for InMemoryLayer {
         group: &'a GroupName,
         message: Message,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
-        let deliveries: Vec<Arc<dyn Deliver>> = {
-            let state = self.state();
-            state
-                .groups
-                .get(group)
-                .map(|members| {
-                    members
-                        .iter()
-                        .filter_map(|name| state.channels.get(name).map(|c| c.delivery.clone()))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        for delivery in deliveries {
+        let members = self.registry().members(group);
+        for delivery in members {
             self.deliver(&*delivery, message.clone());
         }
         Box::pin(async { Ok(()) })
     }
 
     fn stats(&self) -> LayerStats {
-        let state = self.state();
-        LayerStats::new(
-            state.channels.len(),
-            state.groups.len(),
-            state.groups.values().map(HashSet::len).sum(),
-            self.inner.dropped.load(Ordering::Relaxed),
-        )
+        self.registry()
+            .stats(self.inner.dropped.load(Ordering::Relaxed))
     }
 }
 
