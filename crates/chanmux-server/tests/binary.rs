@@ -212,3 +212,76 @@ async fn an_unreachable_redis_stops_the_server_at_start_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn out_of_descriptors_the_server_says_so_and_keeps_serving() {
+    // A process here may not raise its cap, but it may lower its child's.
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "ulimit -n 64 && exec \"$0\" --addr 127.0.0.1:0"])
+        .arg(env!("CARGO_BIN_EXE_chanmux-server"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .to_owned();
+    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+
+    let mut kept = echo_once(&addr).await;
+    // Plain TCP connections take the server's remaining descriptors.
+    let mut hogs = Vec::new();
+    for _ in 0..100 {
+        hogs.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // The server says why it cannot accept...
+    let said = tokio::time::timeout(WAIT, async {
+        while let Ok(Some(line)) = errors.next_line().await {
+            if line.contains("Too many open files") {
+                return line;
+            }
+        }
+        panic!("the server ended without a word");
+    })
+    .await
+    .expect("an error about descriptors");
+    assert!(said.contains("accept"), "{said}");
+    // ...and the connection it has keeps working.
+    let frame = r#"{"stream":"echostream","payload":"still here"}"#;
+    kept.send(Message::text(frame)).await.unwrap();
+    match tokio::time::timeout(WAIT, kept.next()).await.unwrap() {
+        Some(Ok(Message::Text(text))) => assert_eq!(text.as_str(), frame),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+    // Once descriptors are free again, new clients are served.
+    drop(hogs);
+    let mut fresh = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok((client, _)) =
+                tokio_tungstenite::connect_async(format!("ws://{addr}/ws/")).await
+            {
+                return client;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("a new connection once descriptors are free");
+    fresh.send(Message::text(frame)).await.unwrap();
+    assert!(matches!(
+        tokio::time::timeout(WAIT, fresh.next()).await.unwrap(),
+        Some(Ok(Message::Text(_)))
+    ));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server is still running"
+    );
+}
