@@ -196,25 +196,25 @@ impl Registry {
         emptied
     }
 
-    /// Where a local channel's messages go.
-    pub fn delivery(&self, channel: &ChannelName) -> Option<Arc<dyn Deliver>> {
+    /// Where a local channel's messages go (looked up by name, no [`ChannelName`] needed).
+    pub fn delivery(&self, channel: &str) -> Option<Arc<dyn Deliver>> {
         self.channels
             .get(channel)
             .map(|entry| entry.delivery.clone())
     }
 
     /// Where the messages of every local member of `group` go.
-    pub fn members(&self, group: &GroupName) -> Vec<Arc<dyn Deliver>> {
+    pub fn members(&self, group: &str) -> Vec<Arc<dyn Deliver>> {
         self.groups
             .get(group)
             .into_iter()
             .flatten()
-            .filter_map(|channel| self.delivery(channel))
+            .filter_map(|channel| self.delivery(channel.as_str()))
             .collect()
     }
 
     /// Whether `group` has a local member.
-    pub fn has_group(&self, group: &GroupName) -> bool {
+    pub fn has_group(&self, group: &str) -> bool {
         self.groups.contains_key(group)
     }
 
@@ -289,14 +289,14 @@ mod tests {
         registry.add(&g, &b).unwrap();
         registry.add(&h, &a).unwrap();
         assert_eq!(registry.stats(0), LayerStats::new(2, 2, 3, 0));
-        assert_eq!(registry.members(&g).len(), 2);
+        assert_eq!(registry.members("g").len(), 2);
         assert!(!registry.discard(&g, &b), "g still has a");
         assert_eq!(
             registry.remove(&a).len(),
             2,
             "a was the last member of g and h"
         );
-        assert!(!registry.has_group(&g) && !registry.has_group(&h));
+        assert!(!registry.has_group("g") && !registry.has_group("h"));
         assert_eq!(registry.stats(0), LayerStats::new(1, 0, 0, 0));
         assert!(
             !registry.discard(&g, &b),

@@ -103,6 +103,14 @@ macro_rules! name_type {
             }
         }
 
+        // Hash and Eq agree with `str`'s (Arc<str> hashes as its text), so
+        // maps keyed by names can be searched with a plain `&str`.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
                 &self.0

@@ -47,6 +47,10 @@ impl Drop for Inner {
 pub(crate) struct Shared {
     /// This instance's id: the first part of its channel names.
     pub(crate) id: String,
+    /// `<prefix>:p:<id>`: where this instance's channels receive.
+    process_topic: String,
+    /// `<prefix>:g:`: the start of every group's Redis channel.
+    group_prefix: String,
     pub(crate) config: RedisLayerConfig,
     local: Mutex<Registry>,
     dropped: AtomicU64,
@@ -123,8 +127,11 @@ impl RedisLayer {
         .map_err(|_| unreachable(format!("no answer within {wait:?}")))?
         .map_err(|e| unreachable(e.to_string()))?;
 
+        let id = instance_id();
         let shared = Arc::new(Shared {
-            id: instance_id(),
+            process_topic: format!("{}:p:{id}", config.prefix),
+            group_prefix: format!("{}:g:", config.prefix),
+            id,
             config,
             local: Mutex::new(Registry::default()),
             dropped: AtomicU64::new(0),
@@ -164,7 +171,7 @@ impl RedisLayer {
     }
 
     /// `PUBLISH topic payload`, bounded by the operation timeout.
-    async fn publish(&self, topic: String, payload: String) -> Result<(), LayerError> {
+    async fn publish(&self, topic: String, payload: &str) -> Result<(), LayerError> {
         let mut publisher = self.inner.publisher.clone();
         // The connection manager times out first (and reconnects); this is a backstop.
         let wait = self.shared().config.operation_timeout + Duration::from_secs(1);
@@ -193,52 +200,38 @@ impl Shared {
         self.local.lock().expect("layer state lock poisoned")
     }
 
-    pub(crate) fn process_topic(&self) -> String {
-        format!("{}:p:{}", self.config.prefix, self.id)
-    }
-
     pub(crate) fn group_topic(&self, group: &str) -> String {
-        format!("{}:g:{group}", self.config.prefix)
+        format!("{}{group}", self.group_prefix)
     }
 
     /// Every Redis channel this instance must be subscribed to now.
     pub(crate) fn topics(&self) -> Vec<String> {
         let local = self.local();
-        std::iter::once(self.process_topic())
+        std::iter::once(self.process_topic.clone())
             .chain(local.groups().map(|g| self.group_topic(g.as_str())))
             .collect()
     }
 
     /// Whether `topic` is still needed (a group with local members).
     pub(crate) fn wants(&self, topic: &str) -> bool {
-        let prefix = format!("{}:g:", self.config.prefix);
-        match topic
-            .strip_prefix(&prefix)
-            .and_then(|g| GroupName::new(g).ok())
-        {
-            Some(group) => self.local().has_group(&group),
-            None => topic == self.process_topic(),
+        match topic.strip_prefix(&self.group_prefix) {
+            Some(group) => self.local().has_group(group),
+            None => topic == self.process_topic,
         }
     }
 
     /// Hands a message received from Redis to the local channels it is for.
     pub(crate) fn dispatch(&self, topic: &str, payload: &str) {
-        let group_prefix = format!("{}:g:", self.config.prefix);
+        // Looked up by &str: nothing is allocated before delivery.
         let (deliveries, text): (Vec<Arc<dyn Deliver>>, &str) =
-            if let Some(group) = topic.strip_prefix(&group_prefix) {
-                let Ok(group) = GroupName::new(group) else {
-                    return;
-                };
-                (self.local().members(&group), payload)
+            if let Some(group) = topic.strip_prefix(&self.group_prefix) {
+                (self.local().members(group), payload)
             } else {
                 let Some((channel, text)) = payload.split_once(' ') else {
                     tracing::warn!(topic, "malformed direct message from Redis; dropped");
                     return;
                 };
-                let Ok(channel) = ChannelName::new(channel) else {
-                    return;
-                };
-                let delivery = self.local().delivery(&channel);
+                let delivery = self.local().delivery(channel);
                 match delivery {
                     Some(delivery) => (vec![delivery], text),
                     None => {
@@ -297,7 +290,7 @@ impl ChannelLayer for RedisLayer {
                 .rsplit_once('.')
                 .map_or(channel.as_str(), |(id, _)| id);
             let topic = format!("{}:p:{instance}", self.shared().config.prefix);
-            self.publish(topic, format!("{channel} {}", message.as_str()))
+            self.publish(topic, &format!("{channel} {}", message.as_str()))
                 .await
         })
     }
@@ -347,7 +340,7 @@ impl ChannelLayer for RedisLayer {
     ) -> BoxFuture<'a, Result<(), LayerError>> {
         Box::pin(async move {
             let topic = self.shared().group_topic(group.as_str());
-            self.publish(topic, message.as_str().to_owned()).await
+            self.publish(topic, message.as_str()).await
         })
     }
 

@@ -83,7 +83,7 @@ impl ChannelLayer for InMemoryLayer {
         channel: &'a ChannelName,
         message: Message,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
-        let delivery = self.registry().delivery(channel);
+        let delivery = self.registry().delivery(channel.as_str());
         match delivery {
             Some(delivery) => self.deliver(&*delivery, message),
             // Nobody there: the message is dropped, as at-most-once allows.
@@ -117,7 +117,7 @@ impl ChannelLayer for InMemoryLayer {
         group: &'a GroupName,
         message: Message,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
-        let members = self.registry().members(group);
+        let members = self.registry().members(group.as_str());
         for delivery in members {
             self.deliver(&*delivery, message.clone());
         }
