@@ -233,8 +233,10 @@ impl Consumer for CloseOnDisconnect {
     }
 }
 
+/// The client is already gone, so nothing could show a close frame; what
+/// this checks is that the close is accepted quietly (no error, no panic).
 #[tokio::test]
-async fn a_stream_closing_while_the_client_disconnects_sends_no_close() {
+async fn closing_a_stream_from_its_disconnect_handler_is_harmless() {
     let log = Log::default();
     let consumer_log = log.clone();
     let demux = Demultiplexer::builder()
