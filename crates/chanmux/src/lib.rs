@@ -127,6 +127,7 @@ mod consumer;
 mod demultiplexer;
 mod error;
 pub mod layer;
+mod queue;
 mod router;
 mod scope;
 mod shutdown;

@@ -16,13 +16,14 @@ use std::time::Duration;
 use chanmux_core::close_code;
 use futures_util::{Stream, StreamExt};
 use http::StatusCode;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 pub use config::ConnectionConfig;
 
 use crate::consumer::{Decision, Event, Outbound};
+use crate::queue::{self, TrySendError};
 use crate::shutdown::Registration;
 use crate::transport::{Frame, Transport, TransportError};
 use crate::{ConsumerFactory, Context, Scope, Start};
@@ -72,8 +73,8 @@ pub struct Accepted {
 struct Parts {
     ctx: Context,
     consumer: JoinHandle<()>,
-    inbox: mpsc::Sender<Event>,
-    outbound: mpsc::Receiver<Outbound>,
+    inbox: queue::Sender<Event>,
+    outbound: queue::Receiver<Outbound>,
     config: ConnectionConfig,
     registration: Option<Registration>,
 }
@@ -110,18 +111,18 @@ pub async fn start(
     config: &ConnectionConfig,
 ) -> Handshake {
     let (decision_tx, decision_rx) = oneshot::channel();
-    let (outbound_tx, outbound) = mpsc::channel(config.outbound_capacity);
-    let (inbox, inbox_rx) = mpsc::channel(config.inbox_capacity);
+    let (outbound_tx, outbound) = queue::bounded(config.outbound_capacity);
+    let (inbox, inbox_rx) = queue::bounded(config.inbox_capacity);
     let ctx = Context::for_socket(
         Arc::new(scope),
         outbound_tx,
         decision_tx,
         config.layer.clone(),
+        inbox.downgrade(),
     );
     let consumer = AbortOnDrop(Some(tokio::spawn(app.start(Start {
         ctx: ctx.clone(),
         inbox: inbox_rx,
-        inbox_tx: inbox.downgrade(),
     }))));
     let refusal = match timeout(config.connect_timeout, decision_rx).await {
         Ok(Ok(Decision::Accept(subprotocol))) => {
@@ -237,7 +238,7 @@ impl Accepted {
                             }
                             None => break close_code::ABNORMAL,
                         };
-                        if let Err(mpsc::error::TrySendError::Full(event)) = inbox.try_send(event) {
+                        if let Err(TrySendError::Full(event)) = inbox.try_send(event) {
                             pending = Some(event);
                         }
                     }
@@ -314,7 +315,7 @@ where
 /// then stops it (which also stops a demultiplexer's stream consumers).
 async fn finish(
     mut consumer: JoinHandle<()>,
-    inbox: mpsc::Sender<Event>,
+    inbox: queue::Sender<Event>,
     code: u16,
     wait: Duration,
 ) {

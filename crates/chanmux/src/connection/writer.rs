@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use chanmux_core::close_code;
 use futures_util::{Sink, SinkExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 use crate::consumer::Outbound;
+use crate::queue;
 use crate::transport::{CloseFrame, Frame, TransportError};
 
 /// Messages written before one flush. Batching saves a syscall per message
@@ -36,26 +37,25 @@ pub(super) enum WriterEnd {
 
 pub(super) async fn run<S>(
     mut sink: S,
-    mut outbound: mpsc::Receiver<Outbound>,
+    mut outbound: queue::Receiver<Outbound>,
     mut stop: oneshot::Receiver<()>,
     slow_client: Duration,
 ) -> WriterEnd
 where
     S: Sink<Frame, Error = TransportError> + Unpin,
 {
-    let mut batch = Vec::with_capacity(BATCH);
     loop {
-        let received = tokio::select! {
+        let first = tokio::select! {
             biased;
-            _ = &mut stop => 0,
-            received = outbound.recv_many(&mut batch, BATCH) => received,
+            _ = &mut stop => None,
+            first = outbound.recv() => first,
         };
-        if received == 0 {
+        let Some(first) = first else {
             // Flushes a pending close reply, if the client closed first.
             let _ = timeout(LAST_WORDS, sink.close()).await;
             return WriterEnd::Stopped;
-        }
-        match timeout(slow_client, write_batch(&mut sink, &mut batch)).await {
+        };
+        match timeout(slow_client, write_batch(&mut sink, first, &mut outbound)).await {
             Ok(Ok(false)) => {}
             Ok(Ok(true)) => return WriterEnd::Closed,
             Ok(Err(e)) => {
@@ -72,13 +72,21 @@ where
     }
 }
 
-/// Writes `batch` and flushes; returns whether a close frame went out (what
-/// followed it is dropped).
-async fn write_batch<S>(sink: &mut S, batch: &mut Vec<Outbound>) -> Result<bool, TransportError>
+/// Writes `first` and what else is queued (up to [`BATCH`] messages), then
+/// flushes; returns whether a close frame went out (what followed it is
+/// dropped). Messages are taken one at a time, so nothing is held in a
+/// buffer of our own while the socket is busy.
+async fn write_batch<S>(
+    sink: &mut S,
+    first: Outbound,
+    outbound: &mut queue::Receiver<Outbound>,
+) -> Result<bool, TransportError>
 where
     S: Sink<Frame, Error = TransportError> + Unpin,
 {
-    for message in batch.drain(..) {
+    let mut next = Some(first);
+    let mut written = 0;
+    while let Some(message) = next.take() {
         let frame = match message {
             Outbound::Text(text) => Frame::Text(text),
             Outbound::Binary(data) => Frame::Binary(data),
@@ -90,6 +98,10 @@ where
             }
         };
         sink.feed(frame).await?;
+        written += 1;
+        if written < BATCH {
+            next = outbound.try_recv().ok();
+        }
     }
     sink.flush().await?;
     Ok(false)

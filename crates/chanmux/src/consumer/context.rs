@@ -9,11 +9,13 @@ use chanmux_core::{ErrorCode, error_frame};
 use chanmux_core::{StreamPrefix, close_code};
 use serde::Serialize;
 use serde::de::IgnoredAny;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
+use super::Event;
 use super::runner::Failure;
 use crate::demultiplexer::{Router, Shared};
-use crate::layer::{ChannelName, GroupName, SharedLayer};
+use crate::layer::{ChannelName, GroupName, InboxDelivery, SharedLayer};
+use crate::queue;
 use crate::{AcceptError, GroupError, Scope, SendError, Text};
 
 // Lifecycle states of one consumer. Moves only forward. ACCEPTING covers the
@@ -42,8 +44,14 @@ pub struct Context {
 struct Inner {
     scope: Arc<Scope>,
     layer: Option<SharedLayer>,
-    /// This consumer's address on the layer, set when it starts.
+    /// The consumer's inbox, where the layer delivers its messages.
+    inbox: queue::WeakSender<Event>,
+    /// This consumer's address on the layer, made on first use: most
+    /// consumers never join a group, and a channel nobody has been told of
+    /// cannot receive anything.
     channel: OnceLock<ChannelName>,
+    /// The consumer has ended: its channel is closed and not made again.
+    channel_released: AtomicBool,
     /// Set by a demultiplexer serving this context, so the connection loop
     /// can route frames without a hand-off to the demultiplexer's task.
     /// Weak: the router holds this context (as its streams' parent).
@@ -65,7 +73,7 @@ enum Link {
 }
 
 struct SocketLink {
-    outbound: mpsc::Sender<Outbound>,
+    outbound: queue::Sender<Outbound>,
     /// Taken by the first accept, refuse or failure.
     handshake: Mutex<Option<oneshot::Sender<Decision>>>,
 }
@@ -102,13 +110,15 @@ pub(crate) enum Unaccepted {
 impl Context {
     pub(crate) fn for_socket(
         scope: Arc<Scope>,
-        outbound: mpsc::Sender<Outbound>,
+        outbound: queue::Sender<Outbound>,
         handshake: oneshot::Sender<Decision>,
         layer: Option<SharedLayer>,
+        inbox: queue::WeakSender<Event>,
     ) -> Self {
         Context::new(
             scope,
             layer,
+            inbox,
             Link::Socket(SocketLink {
                 outbound,
                 handshake: Mutex::new(Some(handshake)),
@@ -120,6 +130,7 @@ impl Context {
         name: Arc<str>,
         demux: Arc<Shared>,
         layer: Option<SharedLayer>,
+        inbox: queue::WeakSender<Event>,
     ) -> Self {
         let parent = &demux.parent().inner;
         let scope = parent.scope.clone();
@@ -127,6 +138,7 @@ impl Context {
         Context::new(
             scope,
             layer,
+            inbox,
             Link::Stream(StreamLink {
                 prefix: StreamPrefix::new(&name),
                 name,
@@ -135,12 +147,19 @@ impl Context {
         )
     }
 
-    fn new(scope: Arc<Scope>, layer: Option<SharedLayer>, link: Link) -> Self {
+    fn new(
+        scope: Arc<Scope>,
+        layer: Option<SharedLayer>,
+        inbox: queue::WeakSender<Event>,
+        link: Link,
+    ) -> Self {
         Context {
             inner: Arc::new(Inner {
                 scope,
                 layer,
+                inbox,
                 channel: OnceLock::new(),
+                channel_released: AtomicBool::new(false),
                 router: OnceLock::new(),
                 state: AtomicU8::new(PENDING),
                 in_connect: AtomicBool::new(true),
@@ -180,8 +199,35 @@ impl Context {
 
     /// This consumer's unique channel name on the layer: pass it on so others
     /// can [`send`](crate::layer::ChannelLayer::send) to it. `None` without a layer.
+    ///
+    /// The channel is opened on the first call (or the first
+    /// [`group_add`](Context::group_add)) and closed when the consumer ends.
     pub fn channel_name(&self) -> Option<&ChannelName> {
-        self.inner.channel.get()
+        let layer = self.inner.layer.as_ref()?;
+        if let Some(name) = self.inner.channel.get() {
+            return Some(name);
+        }
+        if self.inner.channel_released.load(Ordering::SeqCst) {
+            return None;
+        }
+        let name = self.inner.channel.get_or_init(|| {
+            layer.new_channel(Arc::new(InboxDelivery::new(self.inner.inbox.clone())))
+        });
+        // The consumer ended while this call opened the channel: close it,
+        // as release_channel may have looked before the name was set.
+        if self.inner.channel_released.load(Ordering::SeqCst) {
+            layer.close_channel(name);
+        }
+        Some(name)
+    }
+
+    /// The consumer has ended: closes its channel (leaving every group) and
+    /// keeps later calls on stray clones from opening another.
+    pub(crate) fn release_channel(&self) {
+        self.inner.channel_released.store(true, Ordering::SeqCst);
+        if let (Some(layer), Some(name)) = (&self.inner.layer, self.inner.channel.get()) {
+            layer.close_channel(name);
+        }
     }
 
     pub(crate) fn set_router(&self, router: &Arc<Router>) {
@@ -191,10 +237,6 @@ impl Context {
     /// The demultiplexer router serving this context, while it lives.
     pub(crate) fn router(&self) -> Option<Arc<Router>> {
         self.inner.router.get().and_then(Weak::upgrade)
-    }
-
-    pub(crate) fn set_channel_name(&self, name: ChannelName) {
-        let _ = self.inner.channel.set(name);
     }
 
     fn layer_and_channel(&self) -> Result<(&SharedLayer, &ChannelName), GroupError> {

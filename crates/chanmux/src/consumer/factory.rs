@@ -3,9 +3,9 @@
 use std::fmt;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
 
 use super::{Event, runner};
+use crate::queue;
 use crate::{Consumer, Context, Scope};
 
 /// Makes one consumer per connection (or per stream per connection) and runs it.
@@ -33,9 +33,7 @@ where
 /// What a [`ConsumerFactory`] gets to start one consumer: its context and inbox.
 pub struct Start {
     pub(crate) ctx: Context,
-    pub(crate) inbox: mpsc::Receiver<Event>,
-    /// Lets the channel layer deliver into the inbox without keeping it open.
-    pub(crate) inbox_tx: mpsc::WeakSender<Event>,
+    pub(crate) inbox: queue::Receiver<Event>,
 }
 
 impl Start {
@@ -46,7 +44,7 @@ impl Start {
 
     /// Runs `consumer` for this connection or stream.
     pub fn run<C: Consumer>(self, consumer: C) -> BoxFuture<'static, ()> {
-        Box::pin(runner::run(consumer, self.ctx, self.inbox, self.inbox_tx))
+        Box::pin(runner::run(consumer, self.ctx, self.inbox))
     }
 }
 

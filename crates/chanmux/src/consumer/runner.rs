@@ -5,25 +5,20 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 
 use chanmux_core::close_code;
 use futures_util::FutureExt;
-use tokio::sync::mpsc;
 
 use super::Event;
-use crate::layer::{ChannelName, InboxDelivery, SharedLayer};
+use crate::queue;
 use crate::{BoxError, Consumer, Context, SendError, Text};
 
-/// Leaves the layer when dropped.
-struct ChannelRegistration {
-    layer: SharedLayer,
-    name: ChannelName,
-}
+/// Closes the consumer's layer channel (if it opened one) when dropped.
+struct ChannelRelease<'a>(&'a Context);
 
-impl Drop for ChannelRegistration {
+impl Drop for ChannelRelease<'_> {
     fn drop(&mut self) {
-        self.layer.close_channel(&self.name);
+        self.0.release_channel();
     }
 }
 
@@ -77,19 +72,12 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 pub(crate) async fn run<C: Consumer>(
     mut consumer: C,
     ctx: Context,
-    mut inbox: mpsc::Receiver<Event>,
-    inbox_tx: mpsc::WeakSender<Event>,
+    mut inbox: queue::Receiver<Event>,
 ) {
-    // Registered for as long as this future lives: dropping it (the consumer
-    // ended, failed, or was stopped at the close timeout) leaves every group.
-    let _channel = ctx.layer().map(|layer| {
-        let name = layer.new_channel(Arc::new(InboxDelivery::new(inbox_tx)));
-        ctx.set_channel_name(name.clone());
-        ChannelRegistration {
-            layer: layer.clone(),
-            name,
-        }
-    });
+    // Its channel lives no longer than this future: dropping it (the
+    // consumer ended, failed, or was stopped at the close timeout) leaves
+    // every group.
+    let _channel = ChannelRelease(&ctx);
     let connected = guarded(consumer.connect(&ctx)).await;
     if let Err(failure) = connected {
         ctx.fail(failure).await;

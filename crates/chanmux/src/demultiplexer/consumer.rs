@@ -4,20 +4,19 @@
 use std::sync::Arc;
 
 use chanmux_core::{Envelope, ErrorCode};
-use futures_util::future::join_all;
-use tokio::sync::mpsc::{self, error::TrySendError};
-use tokio::task::JoinSet;
+use futures_util::future::{BoxFuture, join, join_all};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::{Shared, Spec};
 use crate::consumer::Event;
+use crate::queue::{self, TrySendError};
 use crate::{BoxError, Consumer, Context, Start, Text};
 
-pub(super) struct DemuxConsumer {
-    spec: Arc<Spec>,
-    /// Set in connect.
+/// The demultiplexer's own consumer: it refuses when there is no stream,
+/// routes frames when nested in another demultiplexer (its own task does not
+/// see them otherwise) and tells every stream of the disconnect.
+struct DemuxConsumer {
     router: Option<Arc<Router>>,
-    /// Owns the stream tasks: dropping the demultiplexer aborts them.
-    tasks: JoinSet<()>,
 }
 
 /// Routes frames to the stream consumers of one connection.
@@ -34,17 +33,48 @@ pub(crate) struct Router {
 
 struct Slot {
     ctx: Context,
-    inbox: mpsc::Sender<Event>,
+    inbox: queue::Sender<Event>,
 }
 
-impl DemuxConsumer {
-    pub(super) fn new(spec: Arc<Spec>) -> Self {
-        DemuxConsumer {
-            spec,
-            router: None,
-            tasks: JoinSet::new(),
-        }
+/// Starts a demultiplexer on one connection (or one stream of an outer
+/// demultiplexer): its stream consumers run as futures inside the returned
+/// future, not as tasks of their own, so an idle stream costs only its
+/// consumer's state; dropping the future stops them all.
+pub(super) fn start(spec: &Arc<Spec>, start: Start) -> BoxFuture<'static, ()> {
+    let total = spec.names.len();
+    if total == 0 {
+        return start.run(DemuxConsumer { router: None });
     }
+    let shared = Arc::new(Shared::new(start.ctx.clone(), total, spec.config.strict));
+    let mut slots = Vec::with_capacity(total);
+    let streams = FuturesUnordered::new();
+    for (name, factory) in spec.names.iter().zip(&spec.factories) {
+        let (inbox, inbox_rx) = queue::bounded(spec.config.stream_queue_capacity);
+        let ctx = Context::for_stream(
+            name.clone(),
+            shared.clone(),
+            spec.layer.clone(),
+            inbox.downgrade(),
+        );
+        streams.push(factory.start(Start {
+            ctx: ctx.clone(),
+            inbox: inbox_rx,
+        }));
+        slots.push(Slot { ctx, inbox });
+    }
+    let router = Arc::new(Router {
+        spec: spec.clone(),
+        streams: slots,
+        shared,
+    });
+    // Before any stream runs, so every frame finds it.
+    start.ctx.set_router(&router);
+    let own = start.run(DemuxConsumer {
+        router: Some(router),
+    });
+    Box::pin(async move {
+        join(own, streams.collect::<()>()).await;
+    })
 }
 
 impl Router {
@@ -112,36 +142,11 @@ impl Router {
 
 impl Consumer for DemuxConsumer {
     async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
-        let total = self.spec.names.len();
-        if total == 0 {
+        // The socket is accepted by the first stream that accepts (see
+        // Shared); with no stream, nothing ever will.
+        if self.router.is_none() {
             ctx.refuse();
-            return Ok(());
         }
-        let shared = Arc::new(Shared::new(ctx.clone(), total, self.spec.config.strict));
-        let mut streams = Vec::with_capacity(total);
-        let mut starts = Vec::with_capacity(total);
-        for name in &self.spec.names {
-            let (inbox, inbox_rx) = mpsc::channel(self.spec.config.stream_queue_capacity);
-            let child = Context::for_stream(name.clone(), shared.clone(), self.spec.layer.clone());
-            starts.push(Start {
-                ctx: child.clone(),
-                inbox: inbox_rx,
-                inbox_tx: inbox.downgrade(),
-            });
-            streams.push(Slot { ctx: child, inbox });
-        }
-        let router = Arc::new(Router {
-            spec: self.spec.clone(),
-            streams,
-            shared,
-        });
-        // Before any stream can accept, so every frame finds it.
-        ctx.set_router(&router);
-        self.router = Some(router);
-        for (start, factory) in starts.into_iter().zip(&self.spec.factories) {
-            self.tasks.spawn(factory.start(start));
-        }
-        // The socket is accepted by the first stream that accepts (see Shared).
         Ok(())
     }
 
@@ -174,6 +179,7 @@ impl Consumer for DemuxConsumer {
         }
         // Every stream hears of it at once; a full queue delays only its own
         // stream. The connection's close timeout bounds the whole wait.
+        // Their futures run beside this one and end after their disconnect.
         join_all(
             router
                 .streams
@@ -181,7 +187,6 @@ impl Consumer for DemuxConsumer {
                 .map(|slot| slot.inbox.send(Event::Disconnect(code))),
         )
         .await;
-        while self.tasks.join_next().await.is_some() {}
         Ok(())
     }
 }

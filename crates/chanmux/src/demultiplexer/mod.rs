@@ -23,7 +23,6 @@ pub(crate) use consumer::Router;
 pub(crate) use shared::Shared;
 
 use crate::{ConsumerFactory, Start};
-use consumer::DemuxConsumer;
 
 /// Routes `{"stream", "payload"}` frames to one consumer per stream.
 ///
@@ -273,7 +272,7 @@ impl DemultiplexerBuilder {
 
 impl ConsumerFactory for Demultiplexer {
     fn start(&self, start: Start) -> BoxFuture<'static, ()> {
-        start.run(DemuxConsumer::new(self.spec.clone()))
+        consumer::start(&self.spec, start)
     }
 }
 

@@ -239,6 +239,7 @@ async fn membership_ends_with_the_consumer_even_after_a_panic() {
     let layer = InMemoryLayer::new();
     let demux = Demultiplexer::builder()
         .stream("p", || JoinsThenPanics)
+        .stream("m", || Member)
         .stream("echo", || Echo)
         .layer(Arc::new(layer.clone()))
         .build();
@@ -249,10 +250,11 @@ async fn membership_ends_with_the_consumer_even_after_a_panic() {
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
     comm.receive_json_from().await;
+    comm.receive_json_from().await;
     assert_eq!(
         stats(&layer),
-        (2, 2, 2),
-        "two streams have channels; one joined two groups"
+        (2, 2, 3),
+        "p joined room and other, m joined room; echo never asked for a channel"
     );
 
     comm.send_json_to(&json!({"stream": "p", "payload": 0}))
@@ -262,12 +264,50 @@ async fn membership_ends_with_the_consumer_even_after_a_panic() {
     comm.receive_json_from().await;
     assert_eq!(
         stats(&layer),
-        (1, 0, 0),
-        "the panicked stream left its groups"
+        (1, 1, 1),
+        "the panicked stream left its groups; m is still in room"
     );
 
     comm.disconnect(1000).await;
     assert_eq!(stats(&layer), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_channel_is_opened_on_first_use_and_keeps_its_name() {
+    struct Asks;
+    impl Consumer for Asks {
+        async fn receive_text(&mut self, ctx: &Context, _text: Text) -> Result<(), BoxError> {
+            let first = ctx.channel_name().cloned();
+            let again = ctx.channel_name().cloned();
+            assert_eq!(first, again);
+            ctx.send_json(&first.map(|c| c.as_str().to_owned())).await?;
+            Ok(())
+        }
+    }
+    let layer = InMemoryLayer::new();
+    let demux = Demultiplexer::builder()
+        .stream("s", || Asks)
+        .layer(Arc::new(layer.clone()))
+        .build();
+    let channels = |layer: &InMemoryLayer| chanmux::layer::ChannelLayer::stats(layer).channels;
+    let mut comm = Communicator::new(demux, "/");
+    assert!(comm.connect().await.is_accepted());
+    assert_eq!(channels(&layer), 0, "no channel before it is asked for");
+    comm.send_json_to(&json!({"stream": "s", "payload": 0}))
+        .await;
+    let reply = comm.receive_json_from().await;
+    let name = reply["payload"]
+        .as_str()
+        .expect("a channel name")
+        .to_owned();
+    assert_eq!(channels(&layer), 1);
+    // Its name reaches it: a direct send to that channel is delivered.
+    let message = Message::new(&json!({"type": "x"})).unwrap();
+    chanmux::layer::ChannelLayer::send(&layer, &ChannelName::new(&name).unwrap(), message)
+        .await
+        .unwrap();
+    comm.disconnect(1000).await;
+    assert_eq!(channels(&layer), 0, "closed with the consumer");
 }
 
 #[tokio::test]

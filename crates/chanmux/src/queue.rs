@@ -1,0 +1,450 @@
+//! A bounded multi-producer, single-consumer queue that allocates nothing
+//! until the first message.
+//!
+//! Every connection has several queues (the outbound queue, an inbox per
+//! stream), and most of them are empty most of the time. Tokio's `mpsc`
+//! allocates a block of 32 slots per queue up front (more than 2 KiB with
+//! our message types), which made queues the largest part of an idle
+//! connection's memory. This one keeps its messages in a `VecDeque` that
+//! grows on first use, under a mutex that is never held across an await.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+/// Why [`Sender::try_send`] did not queue the message (which it returns).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TrySendError<T> {
+    /// The queue holds `capacity` messages.
+    Full(T),
+    /// The receiver is gone or closed.
+    Closed(T),
+}
+
+/// The receiver is gone or closed; the message is returned.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Closed<T>(pub(crate) T);
+
+/// Makes a queue holding at most `capacity` messages.
+pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    assert!(capacity > 0, "a queue needs room for at least one message");
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            items: VecDeque::new(),
+            reserved: 0,
+            closed: false,
+        }),
+        capacity,
+        senders: AtomicUsize::new(1),
+        ready: Notify::new(),
+        room: Notify::new(),
+    });
+    (
+        Sender {
+            shared: shared.clone(),
+        },
+        Receiver { shared },
+    )
+}
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    capacity: usize,
+    /// Live [`Sender`]s; at zero, the receiver sees the end once drained.
+    senders: AtomicUsize,
+    /// Wakes the receiver: a message arrived or the last sender left.
+    ready: Notify,
+    /// Wakes a waiting sender: a slot freed up or the queue closed.
+    room: Notify,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    /// Slots promised to [`Permit`]s not yet used.
+    reserved: usize,
+    closed: bool,
+}
+
+impl<T> Shared<T> {
+    fn state(&self) -> MutexGuard<'_, State<T>> {
+        // Nothing panics while holding the lock, but a poisoned queue is
+        // still consistent: every update is a single push, pop or flag.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn has_room(&self, state: &State<T>) -> bool {
+        state.items.len() + state.reserved < self.capacity
+    }
+
+    /// Takes the next message, for the one receiver.
+    fn pop(&self) -> Result<T, Empty> {
+        let mut state = self.state();
+        match state.items.pop_front() {
+            Some(value) => {
+                drop(state);
+                self.room.notify_one();
+                Ok(value)
+            }
+            None if state.closed || self.senders.load(Ordering::Acquire) == 0 => Err(Empty::Ended),
+            None => Err(Empty::Waiting),
+        }
+    }
+}
+
+/// Sends into the queue. Cloning adds a sender; the receiver sees the end
+/// once every sender is dropped.
+pub(crate) struct Sender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// A sender that does not keep the queue open (see [`Sender::downgrade`]).
+pub(crate) struct WeakSender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// A slot reserved by [`Sender::reserve`]: sending through it cannot fail
+/// for lack of room. Dropped unused, it frees the slot.
+pub(crate) struct Permit<'a, T> {
+    shared: &'a Shared<T>,
+}
+
+/// Takes messages out of the queue, in order.
+pub(crate) struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Sender<T> {
+    /// Queues `value` if there is room.
+    pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        let mut state = self.shared.state();
+        if state.closed {
+            return Err(TrySendError::Closed(value));
+        }
+        if !self.shared.has_room(&state) {
+            return Err(TrySendError::Full(value));
+        }
+        state.items.push_back(value);
+        drop(state);
+        self.shared.ready.notify_one();
+        Ok(())
+    }
+
+    /// Queues `value`, waiting for room.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelling the wait drops `value` unsent; use [`reserve`](Self::reserve)
+    /// to keep it.
+    pub(crate) async fn send(&self, value: T) -> Result<(), Closed<T>> {
+        match self.reserve().await {
+            Ok(permit) => {
+                permit.send(value);
+                Ok(())
+            }
+            Err(Closed(())) => Err(Closed(value)),
+        }
+    }
+
+    /// Waits for room and reserves a slot.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is reserved unless this returns.
+    pub(crate) async fn reserve(&self) -> Result<Permit<'_, T>, Closed<()>> {
+        loop {
+            let room = self.shared.room.notified();
+            {
+                let mut state = self.shared.state();
+                if state.closed {
+                    return Err(Closed(()));
+                }
+                if self.shared.has_room(&state) {
+                    state.reserved += 1;
+                    return Ok(Permit {
+                        shared: &self.shared,
+                    });
+                }
+            }
+            // A slot freed between the check and here left a stored
+            // notification, so this does not miss it.
+            room.await;
+        }
+    }
+
+    /// A handle that can send while this sender (or a clone) lives, without
+    /// keeping the queue open itself.
+    pub(crate) fn downgrade(&self) -> WeakSender<T> {
+        WeakSender {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Sender {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.ready.notify_one();
+        }
+    }
+}
+
+impl<T> Clone for WeakSender<T> {
+    fn clone(&self) -> Self {
+        WeakSender {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> WeakSender<T> {
+    /// A sender, unless every sender is gone.
+    pub(crate) fn upgrade(&self) -> Option<Sender<T>> {
+        let mut count = self.shared.senders.load(Ordering::Acquire);
+        loop {
+            if count == 0 {
+                return None;
+            }
+            match self.shared.senders.compare_exchange_weak(
+                count,
+                count + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Some(Sender {
+                        shared: self.shared.clone(),
+                    });
+                }
+                Err(now) => count = now,
+            }
+        }
+    }
+}
+
+impl<T> Permit<'_, T> {
+    /// Queues `value` in the reserved slot. If the receiver has closed
+    /// meanwhile, `value` is dropped, as it would have been in the queue.
+    pub(crate) fn send(self, value: T) {
+        let shared = self.shared;
+        // The slot is used, not freed: no need to run Drop.
+        std::mem::forget(self);
+        let mut state = shared.state();
+        state.reserved -= 1;
+        if state.closed {
+            drop(state);
+            drop(value);
+            return;
+        }
+        state.items.push_back(value);
+        drop(state);
+        shared.ready.notify_one();
+    }
+}
+
+impl<T> Drop for Permit<'_, T> {
+    fn drop(&mut self) {
+        self.shared.state().reserved -= 1;
+        self.shared.room.notify_one();
+    }
+}
+
+impl<T> Receiver<T> {
+    /// The next message; `None` once the queue is empty and closed or
+    /// without senders.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a message is taken only when this returns it.
+    pub(crate) async fn recv(&mut self) -> Option<T> {
+        loop {
+            let shared = &*self.shared;
+            let ready = shared.ready.notified();
+            match shared.pop() {
+                Ok(value) => return Some(value),
+                Err(Empty::Ended) => return None,
+                // A message sent between the check and here left a stored
+                // notification, so this does not miss it.
+                Err(Empty::Waiting) => ready.await,
+            }
+        }
+    }
+
+    /// The next message if one is queued.
+    pub(crate) fn try_recv(&mut self) -> Result<T, Empty> {
+        self.shared.pop()
+    }
+
+    /// Refuses further messages; those already queued can still be received.
+    pub(crate) fn close(&mut self) {
+        self.shared.state().closed = true;
+        self.shared.room.notify_waiters();
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let items = {
+            let mut state = self.shared.state();
+            state.closed = true;
+            std::mem::take(&mut state.items)
+        };
+        self.shared.room.notify_waiters();
+        // Dropped outside the lock: a message may own a sender of this queue.
+        drop(items);
+    }
+}
+
+/// Why [`Receiver::try_recv`] returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Empty {
+    /// More may come.
+    Waiting,
+    /// Closed, or every sender is gone.
+    Ended,
+}
+
+macro_rules! opaque_debug {
+    ($($name:ident),*) => {$(
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name)).finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+opaque_debug!(Sender, WeakSender, Receiver);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::time::timeout;
+
+    #[tokio::test]
+    async fn messages_arrive_in_order_and_the_end_is_seen() {
+        let (tx, mut rx) = bounded(4);
+        tx.try_send(1).unwrap();
+        tx.send(2).await.unwrap();
+        drop(tx);
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(rx.recv().await, Some(2));
+        assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_try_send_and_makes_send_wait() {
+        let (tx, mut rx) = bounded(2);
+        tx.try_send(1).unwrap();
+        let permit = tx.reserve().await.unwrap();
+        assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
+        assert!(
+            timeout(Duration::from_millis(20), tx.send(3))
+                .await
+                .is_err()
+        );
+        permit.send(2);
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(3).await }
+        });
+        assert_eq!(rx.recv().await, Some(1));
+        waiting.await.unwrap().unwrap();
+        assert_eq!(rx.recv().await, Some(2));
+        assert_eq!(rx.recv().await, Some(3));
+    }
+
+    #[tokio::test]
+    async fn an_unused_permit_frees_its_slot() {
+        let (tx, _rx) = bounded::<u8>(1);
+        drop(tx.reserve().await.unwrap());
+        tx.try_send(1).unwrap();
+    }
+
+    #[tokio::test]
+    async fn closing_fails_waiting_senders_and_keeps_what_was_queued() {
+        let (tx, mut rx) = bounded(1);
+        tx.try_send(1).unwrap();
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(2).await }
+        });
+        tokio::task::yield_now().await;
+        rx.close();
+        assert_eq!(waiting.await.unwrap(), Err(Closed(2)));
+        assert_eq!(tx.try_send(3), Err(TrySendError::Closed(3)));
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_receiver_fails_senders() {
+        let (tx, rx) = bounded(1);
+        drop(rx);
+        assert_eq!(tx.send(1).await, Err(Closed(1)));
+    }
+
+    #[tokio::test]
+    async fn a_weak_sender_works_only_while_a_sender_lives() {
+        let (tx, mut rx) = bounded(2);
+        let weak = tx.downgrade();
+        weak.upgrade().unwrap().try_send(1).unwrap();
+        drop(tx);
+        assert!(weak.upgrade().is_none());
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_wakes_for_a_message_and_for_the_last_sender() {
+        let (tx, mut rx) = bounded(1);
+        let receiver = tokio::spawn(async move { (rx.recv().await, rx.recv().await) });
+        tokio::task::yield_now().await;
+        tx.send(7).await.unwrap();
+        tokio::task::yield_now().await;
+        drop(tx);
+        assert_eq!(receiver.await.unwrap(), (Some(7), None));
+    }
+
+    #[test]
+    fn an_empty_queue_allocates_no_storage() {
+        let (_tx, rx) = bounded::<[u8; 64]>(64);
+        assert_eq!(rx.shared.state().items.capacity(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_senders_lose_nothing_under_contention() {
+        let (tx, mut rx) = bounded(3);
+        let senders: Vec<_> = (0..4u32)
+            .map(|s| {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    for i in 0..2_000 {
+                        tx.send((s, i)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut next = [0u32; 4];
+        while let Some((s, i)) = rx.recv().await {
+            assert_eq!(i, next[s as usize], "per-sender order");
+            next[s as usize] += 1;
+        }
+        for sender in senders {
+            sender.await.unwrap();
+        }
+        assert_eq!(next, [2_000; 4]);
+    }
+}
