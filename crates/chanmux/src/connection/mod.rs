@@ -225,7 +225,7 @@ impl Accepted {
                             Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => continue,
                             Some(Err(e)) if e.is_message_too_large() => {
                                 tracing::debug!(error = %e, "message over the transport limit");
-                                let _ = ctx.close_with(close_code::SIZE, "message too large").await;
+                                let _ = Box::pin(ctx.close_with(close_code::SIZE, "message too large")).await;
                                 if timeout(config.close_timeout, &mut writer).await.is_err() {
                                     writer.abort();
                                 }
@@ -246,7 +246,7 @@ impl Accepted {
                         writer_done = true;
                         break match end {
                             Ok(WriterEnd::Closed) => {
-                                close_reply(&mut frames, config.close_timeout).await
+                                Box::pin(close_reply(&mut frames, config.close_timeout)).await
                             }
                             Ok(WriterEnd::SlowClient) => close_code::AGAIN,
                             _ => close_code::ABNORMAL,
@@ -254,7 +254,7 @@ impl Accepted {
                     }
                     () = &mut shutdown, if !shutting_down => {
                         shutting_down = true;
-                        let _ = ctx.close_with(close_code::AWAY, "server shutting down").await;
+                        let _ = Box::pin(ctx.close_with(close_code::AWAY, "server shutting down")).await;
                     }
                 }
             }
@@ -264,7 +264,9 @@ impl Accepted {
         // From here on the consumer sees the client gone: what is still queued
         // for it is skipped and its disconnect comes next.
         ctx.mark_disconnected();
-        finish(consumer, inbox, code, config.close_timeout).await;
+        // Boxed, like the other once-per-connection steps: this future lives
+        // as long as the connection, and its size is that of its largest step.
+        Box::pin(finish(consumer, inbox, code, config.close_timeout)).await;
         if !writer_done && timeout(config.close_timeout, &mut writer).await.is_err() {
             writer.abort();
         }

@@ -15,7 +15,7 @@ use super::Event;
 use super::runner::Failure;
 use crate::demultiplexer::{Router, Shared};
 use crate::layer::{ChannelName, GroupName, InboxDelivery, SharedLayer};
-use crate::queue;
+use crate::queue::{self, TrySendError};
 use crate::{AcceptError, GroupError, Scope, SendError, Text};
 
 // Lifecycle states of one consumer. Moves only forward. ACCEPTING covers the
@@ -568,6 +568,24 @@ impl Context {
     }
 }
 
+#[cfg(test)]
+impl Context {
+    /// A socket context with nothing behind it, for unit tests.
+    pub(crate) fn detached_for_tests() -> (Context, queue::Receiver<Event>) {
+        let (outbound, _) = queue::bounded(1);
+        let (handshake, _) = oneshot::channel();
+        let (inbox, inbox_rx) = queue::bounded(1);
+        let ctx = Context::for_socket(
+            Arc::new(Scope::default()),
+            outbound,
+            handshake,
+            None,
+            inbox.downgrade(),
+        );
+        (ctx, inbox_rx)
+    }
+}
+
 impl SocketLink {
     fn decide(&self, decision: Decision) -> Result<(), AcceptError> {
         let sender = self
@@ -580,10 +598,15 @@ impl SocketLink {
     }
 
     async fn send(&self, message: Outbound) -> Result<(), SendError> {
-        self.outbound
-            .send(message)
-            .await
-            .map_err(|_| SendError::Closed)
+        match self.outbound.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Closed(_)) => Err(SendError::Closed),
+            // Waiting for room is the slow path; boxed, so its future does
+            // not enlarge every consumer's handler futures.
+            Err(TrySendError::Full(message)) => Box::pin(self.outbound.send(message))
+                .await
+                .map_err(|_| SendError::Closed),
+        }
     }
 }
 

@@ -79,9 +79,12 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> BoxFuture<'static, ()> {
 
 impl Router {
     /// Answers a frame that cannot be delivered (see [`Shared::send_error`]).
+    ///
+    /// Boxed: bad input is the rare path, and its future would otherwise
+    /// enlarge the routing future the connection loop holds.
     async fn reject(&self, code: ErrorCode, message: &str, stream: Option<&str>) {
         // A send error means the client is gone; there is no one to tell.
-        let _ = self.shared.send_error(code, message, stream).await;
+        let _ = Box::pin(self.shared.send_error(code, message, stream)).await;
     }
 
     /// Routes one text frame: to its stream's queue, or an error frame back.
