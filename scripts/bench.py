@@ -40,11 +40,15 @@ IN_FLIGHT = [1, 16]
 PAYLOADS = [64, 4096]
 IDLE_COUNTS = [1000, 10000]
 MOST_CONNECTIONS = 19000
+# Read buffer sizes for the memory/throughput trade-off (chanmux's default: 4 KiB).
+READ_BUFFERS = [1024, 4096, 16384, 131072]
+BUFFER_IDLE = 2000
 REPORT = ROOT / "BENCHMARKS.md"
 CHART = ROOT / "bench" / "throughput.svg"
 if QUICK:
     # A check of the script itself: small, and never over the real report.
     CONNECTIONS, IN_FLIGHT, PAYLOADS, IDLE_COUNTS, MOST_CONNECTIONS = [10], [16], [64], [1000], 2000
+    READ_BUFFERS, BUFFER_IDLE = [1024, 4096], 500
     REPORT = ROOT / "target" / "BENCHMARKS.quick.md"
     CHART = ROOT / "target" / "throughput.quick.svg"
 
@@ -68,7 +72,7 @@ def free_port():
 class Server:
     """One server process pinned to SERVER_CPU."""
 
-    def __init__(self, kind):
+    def __init__(self, kind, extra=()):
         self.kind = kind
         pin = ["taskset", "-c", SERVER_CPU]
         env = dict(os.environ, RUST_LOG="warn")
@@ -82,7 +86,8 @@ class Server:
             wait_for_port(port)
         else:
             binary = "chanmux-server" if kind == "chanmux" else "chanmux-bare-echo"
-            self.process = subprocess.Popen(pin + [str(RELEASE / binary), "--addr", "127.0.0.1:0"],
+            self.process = subprocess.Popen(pin + [str(RELEASE / binary), "--addr", "127.0.0.1:0",
+                                                   *map(str, extra)],
                                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                             text=True)
             line = self.process.stdout.readline().strip()
@@ -171,8 +176,9 @@ def report_only():
     results = {key(k): v for k, v in raw["echo"].items()}
     idle = {key(k): tuple(v) for k, v in raw["idle"].items()}
     started = datetime.datetime.fromisoformat(raw["started"])
+    buffers = {key(k): v for k, v in raw.get("buffers", {}).items()}
     write_report(started, results, [tuple(x) for x in raw["rss_after_runs"]], idle,
-                 tuple(raw["most"]), raw["still_serving"], raw["fanout_table"])
+                 tuple(raw["most"]), raw["still_serving"], raw["fanout_table"], buffers)
     write_chart(results)
 
 
@@ -213,6 +219,19 @@ def main():
             log(f"   held {idle[(kind, count)][0]}, {idle[(kind, count)][1]:.1f} KiB each")
             server.stop()
 
+    buffers = {}  # (kind, read buffer) -> {"idle_kib", "64", "4096"}
+    for kind in ("chanmux", "bare"):
+        for size in READ_BUFFERS:
+            log(f"== read buffer {size} B: {SERVERS[kind]}")
+            server = Server(kind, ["--read-buffer", size])
+            entry = {"idle_kib": idle_memory(server, BUFFER_IDLE)[1]}
+            for p in (64, 4096):
+                entry[str(p)] = [echo_run(server, 100, 16, p)["throughput"] for _ in range(REPEATS)]
+            server.stop()
+            buffers[(kind, size)] = entry
+            log(f"   {entry['idle_kib']:.1f} KiB/idle conn, "
+                f"{statistics.median(entry['64']):.0f} / {statistics.median(entry['4096']):.0f} msg/s")
+
     log(f"== most connections: chanmux, {MOST_CONNECTIONS}")
     server = Server("chanmux")
     most = idle_memory(server, MOST_CONNECTIONS, sources=2)
@@ -235,9 +254,10 @@ def main():
         "most": most,
         "still_serving": still_serving,
         "fanout_table": fanout_table,
+        "buffers": {"|".join(map(str, key)): value for key, value in buffers.items()},
     }
     (ROOT / "target" / "bench-results.json").write_text(json.dumps(raw))
-    write_report(started, results, rss_after_runs, idle, most, still_serving, fanout_table)
+    write_report(started, results, rss_after_runs, idle, most, still_serving, fanout_table, buffers)
     write_chart(results)
     log(f"== wrote {REPORT} and {CHART}")
 
@@ -247,7 +267,7 @@ def fmt_spread(values, digits=0):
     return f"{m:,.{digits}f} ({lo:,.{digits}f}–{hi:,.{digits}f})"
 
 
-def write_report(started, results, rss_after_runs, idle, most, still_serving, fanout_table):
+def write_report(started, results, rss_after_runs, idle, most, still_serving, fanout_table, buffers):
     cpu = platform.processor() or "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -320,6 +340,22 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
     w(f"\n**Most concurrent connections:** {held:,} of {MOST_CONNECTIONS:,} asked held by one chanmux "
       f"process ({per:.1f} KiB each, {rss / 1024:.0f} MiB RSS in all); still serving afterwards: "
       f"{'yes' if still_serving else 'no'}." + (f" First failure: {error}" if error else "") + "\n")
+
+    if buffers:
+        w("## Read buffer: memory against throughput\n")
+        w("`--read-buffer` (`ConnectionConfig::read_buffer_size`) sets each connection's initial "
+          "WebSocket read buffer. Idle RSS per connection at "
+          f"{BUFFER_IDLE:,} connections, and echo throughput at 100 connections × 16 in flight "
+          f"(median of {REPEATS} runs):\n")
+        w("| read buffer | chanmux KiB / idle conn | bare KiB / idle conn | chanmux 64 B | chanmux 4096 B | bare 64 B | bare 4096 B |")
+        w("|---|---|---|---|---|---|---|")
+        for size in READ_BUFFERS:
+            c, b = buffers[("chanmux", size)], buffers[("bare", size)]
+            default = " (default)" if size == 4096 else ""
+            w(f"| {size:,} B{default} | {c['idle_kib']:.1f} | {b['idle_kib']:.1f} | "
+              f"{statistics.median(c['64']):,.0f} | {statistics.median(c['4096']):,.0f} | "
+              f"{statistics.median(b['64']):,.0f} | {statistics.median(b['4096']):,.0f} |")
+        w("")
 
     per_conn = per
     cpu_msg = median("chanmux", "cpu_us_per_msg", (CONNECTIONS[-1], IN_FLIGHT[-1], PAYLOADS[0]))

@@ -42,13 +42,7 @@ pub struct IdleSummary {
 ///
 /// When the URL is not `ws://<ip>:<port>/...`.
 pub async fn run(config: &IdleConfig) -> anyhow::Result<IdleSummary> {
-    let target: SocketAddr = config
-        .url
-        .strip_prefix("ws://")
-        .and_then(|rest| rest.split('/').next())
-        .context("the URL must look like ws://127.0.0.1:8000/ws/")?
-        .parse()
-        .context("the URL's host must be an IP address and port")?;
+    let target = target(&config.url)?;
     let started = Instant::now();
     let mut held = Vec::with_capacity(config.connections);
     let mut first_error = None;
@@ -78,7 +72,17 @@ pub async fn run(config: &IdleConfig) -> anyhow::Result<IdleSummary> {
     Ok(summary)
 }
 
-async fn open(
+/// The socket address in a `ws://<ip>:<port>/...` URL.
+pub(crate) fn target(url: &str) -> anyhow::Result<SocketAddr> {
+    url.strip_prefix("ws://")
+        .and_then(|rest| rest.split('/').next())
+        .context("the URL must look like ws://127.0.0.1:8000/ws/")?
+        .parse()
+        .context("the URL's host must be an IP address and port")
+}
+
+/// Opens connection number `i` from source address 127.0.0.(1 + i % sources).
+pub(crate) async fn open(
     url: &str,
     target: SocketAddr,
     i: usize,

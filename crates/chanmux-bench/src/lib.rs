@@ -3,10 +3,12 @@
 //!
 //! - [`echo`]: closed-loop echo with every reply checked ([`verify`]).
 //! - [`idle`]: many held connections, spread over 127.0.0.x source addresses.
+//! - [`fanout`]: N members of one room; time until the last has each message.
 //!
 //! The figures it prints are measurements, not tests: nothing here asserts a time.
 
 pub mod echo;
+pub mod fanout;
 pub mod idle;
 pub mod stats;
 pub mod verify;

@@ -1,11 +1,12 @@
 //! Fan-out: how long one room message takes to reach every connected client.
 //!
 //! Starts the demo server binary (in its own process) with the in-memory
-//! layer, then with Redis (a redis-server this bench starts), connects N
-//! WebSocket clients over loopback that all join one chat room, and sends
-//! room messages one at a time from one more client. For each message it
-//! records when the *last* client got it; it reports p50 and p99 of that
-//! over the rounds, and that time divided by N (the cost per recipient).
+//! layer, then with Redis (a redis-server this bench starts), and runs
+//! `chanmux-load fanout`'s engine against it: N clients over loopback join
+//! one chat room, one more sends room messages one at a time, and for each
+//! message the time until the *last* client got it is recorded; it reports
+//! p50 and p99 of that over the rounds, and the p50 divided by N (the cost
+//! per recipient).
 //!
 //! `cargo bench -p chanmux-server --bench fanout -- --clients 1000,10000 --rounds 30`
 //!
@@ -13,16 +14,11 @@
 //! Not a test: nothing here asserts a time.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use chanmux_bench::fanout::{self, FanoutConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
-
-type Client =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 struct Options {
     clients: Vec<usize>,
@@ -81,95 +77,25 @@ async fn start_server(redis: Option<&str>) -> (Child, String) {
     (child, addr)
 }
 
-async fn join(addr: &str) -> Client {
-    let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/"))
-        .await
-        .expect("connect (raise `ulimit -n` if this fails with too many open files)");
-    client
-        .send(Message::text(
-            r#"{"stream":"chat","payload":{"join":"bench"}}"#,
-        ))
-        .await
-        .unwrap();
-    match client.next().await {
-        Some(Ok(Message::Text(text))) if text.contains("joined") => client,
-        other => panic!("join failed: {other:?}"),
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
 async fn run(layer: &str, redis: Option<&str>, clients: usize, rounds: usize) {
     let (_server, addr) = start_server(redis).await;
-    // Every client reports (round, arrival time) for each message it gets.
-    let (arrivals, mut arrived) = mpsc::unbounded_channel::<(u64, Instant)>();
-    for chunk in 0..clients.div_ceil(500) {
-        let batch = 500.min(clients - chunk * 500);
-        let joined = futures_util::future::join_all((0..batch).map(|_| join(&addr))).await;
-        for mut client in joined {
-            let arrivals = arrivals.clone();
-            tokio::spawn(async move {
-                while let Some(Ok(message)) = client.next().await {
-                    if let Message::Text(text) = message {
-                        let at = Instant::now();
-                        if let Some(round) = round_of(&text) {
-                            let _ = arrivals.send((round, at));
-                        }
-                    }
-                }
-            });
-        }
-    }
-    let mut sender = join(&addr).await;
-    let mut last_delivery = Vec::with_capacity(rounds);
-    // Round 0 warms up and is not counted.
-    for round in 0..=rounds as u64 {
-        let message = format!(
-            r#"{{"stream":"chat","payload":{{"room":"bench","message":{{"round":{round}}}}}}}"#
-        );
-        let sent = Instant::now();
-        sender.send(Message::text(message)).await.unwrap();
-        let mut received = 0;
-        let mut last = sent;
-        while received < clients {
-            let (r, at) = tokio::time::timeout(Duration::from_secs(60), arrived.recv())
-                .await
-                .expect("every client gets the message within 60 s")
-                .expect("open");
-            if r == round {
-                received += 1;
-                last = last.max(at);
-            }
-        }
-        // The sender is a member too; drain its copy.
-        let _ = sender.next().await;
-        if round > 0 {
-            last_delivery.push(last - sent);
-        }
-    }
-    last_delivery.sort();
-    let p50 = percentile(&last_delivery, 0.5);
-    let p99 = percentile(&last_delivery, 0.99);
-    let per_recipient = p50 / clients as u32;
+    let config = FanoutConfig {
+        url: format!("ws://{addr}/ws/"),
+        clients,
+        rounds,
+        stream: "chat".into(),
+        room: "bench".into(),
+        sources: 1,
+        timeout: Duration::from_secs(60),
+        progress: false,
+    };
+    let summary = fanout::run(&config)
+        .await
+        .unwrap_or_else(|e| panic!("fan-out over {layer} with {clients} clients: {e:#}"));
     println!(
         "| {layer} | {clients} | {rounds} | {:.2} ms | {:.2} ms | {:.2} µs |",
-        p50.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3,
-        per_recipient.as_secs_f64() * 1e6,
+        summary.p50_ms, summary.p99_ms, summary.per_recipient_us,
     );
-}
-
-/// The `round` number inside a chat frame, without parsing the whole frame.
-fn round_of(text: &str) -> Option<u64> {
-    let start = text.find(r#""round":"#)? + 8;
-    let digits: String = text[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
 }
 
 #[tokio::main]

@@ -22,6 +22,11 @@ pub(crate) struct Args {
     /// without it, groups live in this process.
     #[arg(long, env = "CHANMUX_REDIS_URL")]
     pub(crate) redis: Option<String>,
+    /// Initial WebSocket read buffer per connection, in bytes: smaller keeps
+    /// idle connections cheaper, larger reads big frames in fewer calls
+    /// (BENCHMARKS.md has the trade-off).
+    #[arg(long, env = "CHANMUX_READ_BUFFER", default_value_t = ConnectionConfig::default().read_buffer_size)]
+    pub(crate) read_buffer: usize,
 }
 
 /// Parses the flags, binds, builds the app with `app` and serves it until
@@ -48,7 +53,9 @@ pub(crate) async fn serve(
         .context("connecting to Redis")?;
     let shutdown = Shutdown::new();
     let app = app(
-        ConnectionConfig::default().with_shutdown(shutdown.clone()),
+        ConnectionConfig::default()
+            .with_shutdown(shutdown.clone())
+            .with_read_buffer_size(args.read_buffer),
         layer,
     );
     // Tests and scripts read this line to find the port when --addr ends in :0.

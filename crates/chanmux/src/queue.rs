@@ -6,13 +6,17 @@
 //! allocates a block of 32 slots per queue up front (more than 2 KiB with
 //! our message types), which made queues the largest part of an idle
 //! connection's memory. This one keeps its messages in a `VecDeque` that
-//! grows on first use, under a mutex that is never held across an await.
+//! grows on first use, under a mutex that is never held across an await;
+//! the one receiver is woken through an `AtomicWaker` (no lock on the
+//! per-message path), senders that wait for room through a `Notify`.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 /// Why [`Sender::try_send`] did not queue the message (which it returns).
@@ -39,7 +43,7 @@ pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         }),
         capacity,
         senders: AtomicUsize::new(1),
-        ready: Notify::new(),
+        ready: AtomicWaker::new(),
         room: Notify::new(),
     });
     (
@@ -56,7 +60,7 @@ struct Shared<T> {
     /// Live [`Sender`]s; at zero, the receiver sees the end once drained.
     senders: AtomicUsize,
     /// Wakes the receiver: a message arrived or the last sender left.
-    ready: Notify,
+    ready: AtomicWaker,
     /// Wakes a waiting sender: a slot freed up or the queue closed.
     room: Notify,
 }
@@ -128,7 +132,7 @@ impl<T> Sender<T> {
         }
         state.items.push_back(value);
         drop(state);
-        self.shared.ready.notify_one();
+        self.shared.ready.wake();
         Ok(())
     }
 
@@ -195,7 +199,7 @@ impl<T> Clone for Sender<T> {
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.ready.notify_one();
+            self.shared.ready.wake();
         }
     }
 }
@@ -249,7 +253,7 @@ impl<T> Permit<'_, T> {
         }
         state.items.push_back(value);
         drop(state);
-        shared.ready.notify_one();
+        shared.ready.wake();
     }
 }
 
@@ -268,16 +272,24 @@ impl<T> Receiver<T> {
     ///
     /// Cancel safe: a message is taken only when this returns it.
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        loop {
-            let shared = &*self.shared;
-            let ready = shared.ready.notified();
-            match shared.pop() {
-                Ok(value) => return Some(value),
-                Err(Empty::Ended) => return None,
-                // A message sent between the check and here left a stored
-                // notification, so this does not miss it.
-                Err(Empty::Waiting) => ready.await,
-            }
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next message (see [`recv`](Self::recv)).
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let shared = &*self.shared;
+        match shared.pop() {
+            Ok(value) => return Poll::Ready(Some(value)),
+            Err(Empty::Ended) => return Poll::Ready(None),
+            Err(Empty::Waiting) => {}
+        }
+        shared.ready.register(cx.waker());
+        // Looks again: a message sent before the waker was registered
+        // would otherwise wait for the next one.
+        match shared.pop() {
+            Ok(value) => Poll::Ready(Some(value)),
+            Err(Empty::Ended) => Poll::Ready(None),
+            Err(Empty::Waiting) => Poll::Pending,
         }
     }
 

@@ -16,6 +16,9 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8001")]
     addr: SocketAddr,
+    /// Initial read buffer per connection, in bytes (chanmux's default: 4 KiB).
+    #[arg(long, default_value_t = chanmux_core_defaults().0)]
+    read_buffer: usize,
 }
 
 #[tokio::main]
@@ -26,8 +29,9 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.addr))?;
     println!("listening on http://{}", listener.local_addr()?);
     let defaults = chanmux_core_defaults();
+    let read_buffer = args.read_buffer;
     let app = Router::new().fallback(move |ws: WebSocketUpgrade| async move {
-        ws.read_buffer_size(defaults.0)
+        ws.read_buffer_size(read_buffer)
             .write_buffer_size(defaults.1)
             .max_message_size(defaults.2)
             .on_upgrade(echo)

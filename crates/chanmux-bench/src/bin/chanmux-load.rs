@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chanmux_bench::{echo, idle};
+use chanmux_bench::{echo, fanout, idle};
 use clap::{Parser, Subcommand};
 
 /// Load generator for servers speaking {"stream", "payload"} frames.
@@ -57,6 +57,30 @@ enum Command {
         /// Seconds to hold them.
         #[arg(long, default_value_t = 5.0)]
         hold: f64,
+    },
+    /// N members join one room; one sender; time until the last member has each message.
+    Fanout {
+        /// Target URL, with an IP address.
+        #[arg(long, default_value = "ws://127.0.0.1:8000/ws/")]
+        url: String,
+        /// Members of the room.
+        #[arg(long, short = 'c', default_value_t = 1000)]
+        clients: usize,
+        /// Measured messages.
+        #[arg(long, default_value_t = 30)]
+        rounds: usize,
+        /// The stream that joins rooms and broadcasts (the demo's `chat`).
+        #[arg(long, default_value = "chat")]
+        stream: String,
+        /// The room to join.
+        #[arg(long, default_value = "bench")]
+        room: String,
+        /// Source addresses 127.0.0.1 ... 127.0.0.N.
+        #[arg(long, default_value_t = 1)]
+        sources: u8,
+        /// Seconds the last member may take to get a message.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
     },
 }
 
@@ -125,6 +149,32 @@ async fn main() -> anyhow::Result<()> {
             if let Some(error) = &summary.first_error {
                 eprintln!("first failure: {error}");
             }
+            println!("{}", serde_json::to_string(&summary).context("summary")?);
+        }
+        Command::Fanout {
+            url,
+            clients,
+            rounds,
+            stream,
+            room,
+            sources,
+            timeout,
+        } => {
+            let config = fanout::FanoutConfig {
+                url,
+                clients,
+                rounds,
+                stream,
+                room,
+                sources,
+                timeout: Duration::from_secs_f64(timeout),
+                progress: clients >= 5000,
+            };
+            let summary = fanout::run(&config).await?;
+            eprintln!(
+                "{clients} members, {rounds} rounds: last delivery p50 {:.2} ms p99 {:.2} max {:.2}; {:.2} µs per recipient",
+                summary.p50_ms, summary.p99_ms, summary.max_ms, summary.per_recipient_us
+            );
             println!("{}", serde_json::to_string(&summary).context("summary")?);
         }
     }

@@ -4,6 +4,10 @@
 //! [`start`] runs the consumer's connect and waits for its answer, so an HTTP
 //! server can answer the upgrade request with 101 or with 403/500. On accept,
 //! [`Accepted::serve`] drives any [`Transport`] until the connection ends.
+//!
+//! The consumer (for a demultiplexer: all its streams) runs inside these
+//! futures, not in a task of its own: a frame is read, routed and handled
+//! in one task, and only the writer is a second one.
 
 mod config;
 mod writer;
@@ -14,10 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chanmux_core::close_code;
+use futures_util::future::{BoxFuture, join};
 use futures_util::{Stream, StreamExt};
 use http::StatusCode;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 pub use config::ConnectionConfig;
@@ -72,35 +76,20 @@ pub struct Accepted {
 
 struct Parts {
     ctx: Context,
-    consumer: JoinHandle<()>,
+    /// The consumer's lifecycle, partly run (through its accept).
+    consumer: BoxFuture<'static, ()>,
     inbox: queue::Sender<Event>,
     outbound: queue::Receiver<Outbound>,
     config: ConnectionConfig,
     registration: Option<Registration>,
 }
 
-/// Aborts the consumer task if the handshake is abandoned (the future of
-/// [`start`] dropped) before the task is handed on.
-struct AbortOnDrop(Option<JoinHandle<()>>);
-
-impl AbortOnDrop {
-    fn take(mut self) -> JoinHandle<()> {
-        self.0.take().expect("taken once")
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-        }
-    }
-}
-
 /// Starts `app` for a new connection and waits (up to the connect timeout)
 /// for it to accept or refuse.
 ///
-/// Must be called within a Tokio runtime: the consumer runs in its own task.
+/// The consumer runs inside this future until it decides, then inside
+/// [`Accepted::serve`]. Must be called within a Tokio runtime (a refused
+/// consumer finishes its disconnect in a task of its own).
 ///
 /// # Cancel safety
 ///
@@ -120,17 +109,32 @@ pub async fn start(
         config.layer.clone(),
         inbox.downgrade(),
     );
-    let consumer = AbortOnDrop(Some(tokio::spawn(app.start(Start {
+    let mut consumer = Some(app.start(Start {
         ctx: ctx.clone(),
         inbox: inbox_rx,
-    }))));
-    let refusal = match timeout(config.connect_timeout, decision_rx).await {
-        Ok(Ok(Decision::Accept(subprotocol))) => {
+    }));
+    let mut decision_rx = decision_rx;
+    let decided = timeout(config.connect_timeout, async {
+        tokio::select! {
+            decision = &mut decision_rx => decision.ok(),
+            () = poll_consumer(&mut consumer) => {
+                // It ended (failed in connect, say): its decision, if any,
+                // was sent just before.
+                consumer = None;
+                decision_rx.try_recv().ok()
+            }
+        }
+    })
+    .await;
+    let refusal = match decided {
+        Ok(Some(Decision::Accept(subprotocol))) => {
             return Handshake::Accepted(Accepted {
                 subprotocol,
                 parts: Some(Parts {
                     ctx,
-                    consumer: consumer.take(),
+                    // A consumer that accepted and ended at once (closed in
+                    // connect) is done; an empty future stands in for it.
+                    consumer: consumer.unwrap_or_else(|| Box::pin(async {})),
                     inbox,
                     outbound,
                     config: config.clone(),
@@ -138,14 +142,14 @@ pub async fn start(
                 }),
             });
         }
-        Ok(Ok(Decision::Refuse)) => Refusal::Refused,
-        Ok(Ok(Decision::Fail)) | Ok(Err(_)) => Refusal::Failed,
+        Ok(Some(Decision::Refuse)) => Refusal::Refused,
+        Ok(Some(Decision::Fail)) | Ok(None) => Refusal::Failed,
         Err(_) => Refusal::TimedOut,
     };
     // As in ASGI, a refused consumer still hears that the client is gone.
     ctx.mark_disconnected();
     tokio::spawn(finish(
-        consumer.take(),
+        consumer,
         inbox,
         close_code::ABNORMAL,
         config.close_timeout,
@@ -184,6 +188,8 @@ impl Accepted {
         let router = ctx.router();
         let mut writer_done = false;
         let mut shutting_down = false;
+        // `None` once the consumer's lifecycle has ended.
+        let mut consumer = Some(consumer);
         // A message read but not yet taken by the consumer's full inbox.
         // While one waits, nothing more is read: TCP then slows the client.
         let mut pending: Option<Event> = None;
@@ -196,6 +202,7 @@ impl Accepted {
             });
             loop {
                 tokio::select! {
+                    () = poll_consumer(&mut consumer), if consumer.is_some() => consumer = None,
                     permit = inbox.reserve(), if pending.is_some() => match permit {
                         Ok(permit) => permit.send(pending.take().expect("checked by the guard")),
                         Err(_) => break close_code::ABNORMAL,
@@ -283,13 +290,14 @@ impl Drop for Accepted {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(finish(
-                    parts.consumer,
+                    Some(parts.consumer),
                     parts.inbox,
                     close_code::ABNORMAL,
                     parts.config.close_timeout,
                 ));
             }
-            Err(_) => parts.consumer.abort(),
+            // No runtime to finish it in: dropping it stops it.
+            Err(_) => drop(parts.consumer),
         }
     }
 }
@@ -313,25 +321,37 @@ where
     timeout(wait, reply).await.unwrap_or(close_code::ABNORMAL)
 }
 
-/// Tells the consumer the client is gone and gives it `wait` to finish;
-/// then stops it (which also stops a demultiplexer's stream consumers).
+/// Polls the consumer's lifecycle while it lasts; pending forever once it
+/// has ended (`None`), so a `select!` branch guarded on `is_some` can use it.
+async fn poll_consumer(consumer: &mut Option<BoxFuture<'static, ()>>) {
+    match consumer {
+        Some(running) => running.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Tells the consumer the client is gone and runs it for up to `wait` to
+/// finish; then drops it, which stops it (and a demultiplexer's streams).
 async fn finish(
-    mut consumer: JoinHandle<()>,
+    consumer: Option<BoxFuture<'static, ()>>,
     inbox: queue::Sender<Event>,
     code: u16,
     wait: Duration,
 ) {
-    let done = async {
+    // Sent while the consumer runs: a full inbox drains as it goes.
+    let tell = async move {
         let _ = inbox.send(Event::Disconnect(code)).await;
-        drop(inbox);
-        let _ = (&mut consumer).await;
     };
+    let done = join(tell, async move {
+        if let Some(consumer) = consumer {
+            consumer.await;
+        }
+    });
     if timeout(wait, done).await.is_err() {
         tracing::warn!(
             ?wait,
             "consumer did not finish disconnecting in time; stopping it"
         );
-        consumer.abort();
     }
 }
 

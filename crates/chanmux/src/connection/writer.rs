@@ -1,10 +1,11 @@
 //! The writer task: drains the outbound queue into the socket in batches and
 //! detects a client that has stopped reading.
 
+use std::pin::pin;
 use std::time::Duration;
 
 use chanmux_core::close_code;
-use futures_util::{Sink, SinkExt};
+use futures_util::{FutureExt, Sink, SinkExt};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
@@ -55,7 +56,17 @@ where
             let _ = timeout(LAST_WORDS, sink.close()).await;
             return WriterEnd::Stopped;
         };
-        match timeout(slow_client, write_batch(&mut sink, first, &mut outbound)).await {
+        let written = {
+            let mut write = pin!(write_batch(&mut sink, first, &mut outbound));
+            // Most writes complete at once (the socket has room): only a
+            // write that has to wait arms the slow-client timer, which saves
+            // a timer registration per batch.
+            match write.as_mut().now_or_never() {
+                Some(written) => Ok(written),
+                None => timeout(slow_client, write).await,
+            }
+        };
+        match written {
             Ok(Ok(false)) => {}
             Ok(Ok(true)) => return WriterEnd::Closed,
             Ok(Err(e)) => {

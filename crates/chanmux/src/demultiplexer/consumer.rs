@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chanmux_core::{Envelope, ErrorCode};
-use futures_util::future::{BoxFuture, join, join_all};
+use futures_util::future::{BoxFuture, join_all};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::{Shared, Spec};
@@ -69,12 +69,12 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> BoxFuture<'static, ()> {
     });
     // Before any stream runs, so every frame finds it.
     start.ctx.set_router(&router);
-    let own = start.run(DemuxConsumer {
+    // In the same set as the streams, so each wake-up polls only the
+    // futures that were woken.
+    streams.push(start.run(DemuxConsumer {
         router: Some(router),
-    });
-    Box::pin(async move {
-        join(own, streams.collect::<()>()).await;
-    })
+    }));
+    Box::pin(streams.collect::<()>())
 }
 
 impl Router {
