@@ -57,6 +57,12 @@ SERVERS = {
     "bare": "bare echo (ceiling)",
     "python": "Python reference",
 }
+IDLE_ROWS = {
+    "chanmux": "chanmux, the reference's 4 streams (3 accept), `/ws/reference/`",
+    "demo": "chanmux demo, 5 streams (4 accept), `/ws/`",
+    "bare": "bare echo (ceiling), no streams",
+    "python": "Python reference, 4 streams (3 accept)",
+}
 
 
 def log(*parts):
@@ -93,6 +99,9 @@ class Server:
             line = self.process.stdout.readline().strip()
             self.addr = line.removeprefix("listening on http://")
         self.url = f"ws://{self.addr}/ws/"
+        # The Python reference's own streams (4, of which 3 accept); the demo
+        # adds `chat` at /ws/.
+        self.reference_url = f"ws://{self.addr}/ws/reference/" if kind == "chanmux" else self.url
         time.sleep(0.5)
 
     def cpu_seconds(self):
@@ -148,10 +157,10 @@ def echo_run(server, connections, in_flight, payload):
     return summary
 
 
-def idle_memory(server, count, sources=1):
+def idle_memory(server, count, sources=1, url=None):
     """Opens `count` idle connections and returns (held, KiB per connection, first error)."""
     baseline = server.rss_kib()
-    command = ["taskset", "-c", LOAD_CPU, str(RELEASE / "chanmux-load"), "idle", "--url", server.url,
+    command = ["taskset", "-c", LOAD_CPU, str(RELEASE / "chanmux-load"), "idle", "--url", url or server.url,
                "-c", str(count), "--sources", str(sources), "--hold", "4"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
@@ -211,11 +220,12 @@ def main():
         server.stop()
 
     idle = {}
-    for kind in SERVERS:
+    for kind in [*SERVERS, "demo"]:
         for count in IDLE_COUNTS:
-            log(f"== idle: {SERVERS[kind]}, {count} connections")
-            server = Server(kind)
-            idle[(kind, count)] = idle_memory(server, count)
+            log(f"== idle: {IDLE_ROWS[kind]}, {count} connections")
+            server = Server("chanmux" if kind == "demo" else kind)
+            url = server.url if kind == "demo" else server.reference_url
+            idle[(kind, count)] = idle_memory(server, count, url=url)
             log(f"   held {idle[(kind, count)][0]}, {idle[(kind, count)][1]:.1f} KiB each")
             server.stop()
 
@@ -224,7 +234,7 @@ def main():
         for size in READ_BUFFERS:
             log(f"== read buffer {size} B: {SERVERS[kind]}")
             server = Server(kind, ["--read-buffer", size])
-            entry = {"idle_kib": idle_memory(server, BUFFER_IDLE)[1]}
+            entry = {"idle_kib": idle_memory(server, BUFFER_IDLE, url=server.reference_url)[1]}
             for p in (64, 4096):
                 entry[str(p)] = [echo_run(server, 100, 16, p)["throughput"] for _ in range(REPEATS)]
             server.stop()
@@ -234,7 +244,7 @@ def main():
 
     log(f"== most connections: chanmux, {MOST_CONNECTIONS}")
     server = Server("chanmux")
-    most = idle_memory(server, MOST_CONNECTIONS, sources=2)
+    most = idle_memory(server, MOST_CONNECTIONS, sources=2, url=server.reference_url)
     still_serving = server.alive() and echo_run(server, 1, 1, 64)["messages"] > 0
     server.stop()
     log(f"   held {most[0]} ({most[1]:.1f} KiB each), still serving: {still_serving}")
@@ -326,19 +336,23 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
                 w(f"| {c} × {fl} × {p} B | " + " | ".join(cells) + " |")
 
     w("\n## Memory per idle connection\n")
-    w("Server RSS growth divided by the connections held, each with the demo's 3 accepting "
-      "streams (the bare echo has none; the Python reference has the same 4 streams).\n")
+    w("Server RSS growth divided by the connections held. The target's configuration is the "
+      "first row: the Python reference's streams (`echostream`, `altechostream`, "
+      "`closeafterfirst`, `neveraccept`; three accept), which the demo server also serves alone at "
+      "`/ws/reference/`; the demo's `/ws/` adds `chat`.\n")
     w("| server | " + " | ".join(f"{n:,} connections" for n in IDLE_COUNTS) + " |")
     w("|---|" + "---|" * len(IDLE_COUNTS))
-    for kind in SERVERS:
+    for kind in IDLE_ROWS:
+        if (kind, IDLE_COUNTS[0]) not in idle:
+            continue
         cells = []
         for n in IDLE_COUNTS:
             held, per, error, _ = idle[(kind, n)]
             cells.append(f"{per:.1f} KiB" + ("" if held == n else f" ({held} held: {error})"))
-        w(f"| {SERVERS[kind]} | " + " | ".join(cells) + " |")
+        w(f"| {IDLE_ROWS[kind]} | " + " | ".join(cells) + " |")
     held, per, error, rss = most
     w(f"\n**Most concurrent connections:** {held:,} of {MOST_CONNECTIONS:,} asked held by one chanmux "
-      f"process ({per:.1f} KiB each, {rss / 1024:.0f} MiB RSS in all); still serving afterwards: "
+      f"process, each with the reference's streams (3 accepting) ({per:.1f} KiB each, {rss / 1024:.0f} MiB RSS in all); still serving afterwards: "
       f"{'yes' if still_serving else 'no'}." + (f" First failure: {error}" if error else "") + "\n")
 
     if buffers:

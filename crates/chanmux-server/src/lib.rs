@@ -52,7 +52,22 @@ pub fn demo_demultiplexer(layer: SharedLayer) -> Demultiplexer {
         .build()
 }
 
-/// The demo: the page at `/` and the demultiplexer at `/ws/`.
+/// Only the streams of channelsmultiplexer's test app: `echostream`,
+/// `altechostream`, `closeafterfirst` and `neveraccept` (three accept), as
+/// the Python reference in `bench/reference/` serves them, so that
+/// benchmarks compare like with like.
+pub fn reference_demultiplexer(layer: SharedLayer) -> Demultiplexer {
+    Demultiplexer::builder()
+        .stream("echostream", || Echo)
+        .stream("altechostream", || AltEcho)
+        .stream("closeafterfirst", || CloseAfterFirst)
+        .stream("neveraccept", || NeverAccept)
+        .layer(layer)
+        .build()
+}
+
+/// The demo: the page at `/`, the demultiplexer at `/ws/`, and the
+/// reference streams alone at `/ws/reference/`.
 pub fn demo_router(config: ConnectionConfig, layer: SharedLayer) -> Router {
     Router::new()
         .route(
@@ -61,7 +76,11 @@ pub fn demo_router(config: ConnectionConfig, layer: SharedLayer) -> Router {
         )
         .route(
             "/ws/",
-            websocket_with_config(demo_demultiplexer(layer), config),
+            websocket_with_config(demo_demultiplexer(layer.clone()), config.clone()),
+        )
+        .route(
+            "/ws/reference/",
+            websocket_with_config(reference_demultiplexer(layer), config),
         )
 }
 

@@ -180,6 +180,30 @@ async fn demo_echo_alt_echo_and_close_after_first_behave_as_the_readme_says() {
 }
 
 #[tokio::test]
+async fn the_reference_route_serves_the_python_references_streams_and_no_others() {
+    let server = Server::start(false).await;
+    let mut client = server.connect("/ws/reference/").await.unwrap();
+    send(&mut client, r#"{"stream":"echostream","payload":[1]}"#).await;
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({"stream": "echostream", "payload": [1]})
+    );
+    send(&mut client, r#"{"stream":"neveraccept","payload":1}"#).await;
+    assert_eq!(
+        next_json(&mut client).await["error"]["code"],
+        "stream_not_accepting"
+    );
+    send(&mut client, r#"{"stream":"chat","payload":{"join":"r"}}"#).await;
+    assert_eq!(
+        next_json(&mut client).await["error"]["code"],
+        "unknown_stream",
+        "chat is the demo's own stream, not the reference's"
+    );
+    hang_up(client).await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn every_invalid_frame_gets_its_error_frame_over_a_real_socket() {
     let server = Server::start(false).await;
     let mut client = server.connect("/ws/").await.unwrap();
