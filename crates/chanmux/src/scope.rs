@@ -101,6 +101,7 @@ impl Scope {
 }
 
 /// Splits a `Sec-WebSocket-Protocol` header value into protocol names.
+#[cfg(any(feature = "axum", test))]
 pub(crate) fn parse_subprotocols(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)

@@ -16,7 +16,7 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8001")]
     addr: SocketAddr,
-    /// Initial read buffer per connection, in bytes (chanmux's default: 4 KiB).
+    /// Initial read buffer per connection, in bytes (chanmux's default: 1 KiB).
     #[arg(long, default_value_t = chanmux_core_defaults().0)]
     read_buffer: usize,
 }
@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// chanmux's ConnectionConfig defaults: read buffer, write buffer, max message.
 fn chanmux_core_defaults() -> (usize, usize, usize) {
-    (4 * 1024, 8 * 1024, 8 * 1024 * 1024)
+    (1024, 8 * 1024, 8 * 1024 * 1024)
 }
 
 /// Echoes every message; like chanmux's writer, it writes what is already

@@ -31,8 +31,9 @@ pub struct ConnectionConfig {
     /// moderately large frames get an error frame instead. Default 8 MiB.
     pub max_message_size: usize,
     /// Initial read buffer of the WebSocket (it grows for large frames).
-    /// Default 4 KiB, instead of tungstenite's 128 KiB, so idle connections
-    /// stay cheap.
+    /// Default 1 KiB, instead of tungstenite's 128 KiB, so idle connections
+    /// stay cheap; `scripts/bench.sh` measured no throughput loss against
+    /// larger buffers, even for 4 KiB messages (BENCHMARKS.md has the table).
     pub read_buffer_size: usize,
     /// Bytes buffered before a write goes to the socket. Default 8 KiB.
     pub write_buffer_size: usize,
@@ -52,7 +53,7 @@ impl Default for ConnectionConfig {
             outbound_capacity: 64,
             slow_client_timeout: Duration::from_secs(10),
             max_message_size: 8 * 1024 * 1024,
-            read_buffer_size: 4 * 1024,
+            read_buffer_size: 1024,
             write_buffer_size: 8 * 1024,
             shutdown: None,
             layer: None,
@@ -113,7 +114,7 @@ impl ConnectionConfig {
         self
     }
 
-    /// Sets [`read_buffer_size`](Self::read_buffer_size) (default 4 KiB).
+    /// Sets [`read_buffer_size`](Self::read_buffer_size) (default 1 KiB).
     #[must_use]
     pub fn with_read_buffer_size(mut self, bytes: usize) -> Self {
         self.read_buffer_size = bytes;

@@ -13,13 +13,14 @@ mod config;
 mod writer;
 
 use std::fmt;
+use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chanmux_core::close_code;
 use futures_util::future::{BoxFuture, join};
-use futures_util::{Stream, StreamExt};
+use futures_util::{Sink, Stream, StreamExt};
 use http::StatusCode;
 use tokio::sync::oneshot;
 use tokio::time::timeout;
@@ -80,8 +81,15 @@ struct Parts {
     consumer: BoxFuture<'static, ()>,
     inbox: queue::Sender<Event>,
     outbound: queue::Receiver<Outbound>,
-    config: ConnectionConfig,
+    timeouts: Timeouts,
     registration: Option<Registration>,
+}
+
+/// The settings a connection still needs once accepted.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    close: Duration,
+    slow_client: Duration,
 }
 
 /// Starts `app` for a new connection and waits (up to the connect timeout)
@@ -137,7 +145,10 @@ pub async fn start(
                     consumer: consumer.unwrap_or_else(|| Box::pin(async {})),
                     inbox,
                     outbound,
-                    config: config.clone(),
+                    timeouts: Timeouts {
+                        close: config.close_timeout,
+                        slow_client: config.slow_client_timeout,
+                    },
                     registration: config.shutdown.as_ref().map(|s| s.register()),
                 }),
             });
@@ -166,119 +177,151 @@ impl Accepted {
     /// Runs the connection over `transport` until it ends: delivers incoming
     /// messages to the consumer, sends what it sends, and tears down (the
     /// consumer's disconnect, bounded by the close timeout) at the end.
-    pub async fn serve<T: Transport>(mut self, transport: T) {
+    ///
+    /// The transport is split before the returned future starts, so that
+    /// future holds two small halves rather than the whole transport (an
+    /// `async fn` keeps its arguments for its whole life, and this future
+    /// lives as long as the connection).
+    ///
+    /// Dropping the returned future stops the consumer at once (its
+    /// disconnect handler is not called).
+    pub fn serve<T: Transport>(
+        mut self,
+        transport: T,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let Parts {
             ctx,
             consumer,
             inbox,
             outbound,
-            config,
-            mut registration,
+            timeouts,
+            registration,
         } = self.parts.take().expect("serve is called once");
-        let (sink, mut frames) = transport.split();
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let mut writer = tokio::spawn(writer::run(
-            sink,
+        serve(
+            ctx,
+            consumer,
+            inbox,
             outbound,
-            stop_rx,
-            config.slow_client_timeout,
-        ));
-        // Set by a demultiplexer's connect, which ran before the accept.
-        // Held here for the connection's life, then released with it.
-        let router = ctx.router();
-        let mut writer_done = false;
-        let mut shutting_down = false;
-        // `None` once the consumer's lifecycle has ended.
-        let mut consumer = Some(consumer);
-        // A message read but not yet taken by the consumer's full inbox.
-        // While one waits, nothing more is read: TCP then slows the client.
-        let mut pending: Option<Event> = None;
-        let code = {
-            let mut shutdown = pin!(async {
-                match registration.as_mut() {
-                    Some(r) => r.triggered().await,
-                    None => std::future::pending().await,
-                }
-            });
-            loop {
-                tokio::select! {
-                    () = poll_consumer(&mut consumer), if consumer.is_some() => consumer = None,
-                    permit = inbox.reserve(), if pending.is_some() => match permit {
-                        Ok(permit) => permit.send(pending.take().expect("checked by the guard")),
-                        Err(_) => break close_code::ABNORMAL,
-                    },
-                    frame = frames.next(), if pending.is_none() => {
-                        let event = match frame {
-                            // A demultiplexer owning the socket routes here,
-                            // without a hand-off to its task; frames after it
-                            // closed are dropped, as its runner would.
-                            Some(Ok(Frame::Text(text))) if router.is_some() => {
-                                if let Some(router) = router.as_ref().filter(|_| ctx.is_accepted()) {
-                                    router.route_text(text).await;
-                                }
-                                continue;
+            timeouts,
+            registration,
+            transport.split(),
+        )
+    }
+}
+
+/// The body of [`Accepted::serve`]. Takes each part as an argument and uses
+/// it in place: an `async fn` keeps its arguments for its whole life, so
+/// destructuring a struct argument would store every field twice.
+async fn serve<S, R>(
+    ctx: Context,
+    consumer: BoxFuture<'static, ()>,
+    inbox: queue::Sender<Event>,
+    outbound: queue::Receiver<Outbound>,
+    timeouts: Timeouts,
+    mut registration: Option<Registration>,
+    (sink, mut frames): (S, R),
+) where
+    S: Sink<Frame, Error = TransportError> + Send + Unpin + 'static,
+    R: Stream<Item = Result<Frame, TransportError>> + Send + Unpin + 'static,
+{
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let mut writer = tokio::spawn(writer::run(sink, outbound, stop_rx, timeouts.slow_client));
+    // Set by a demultiplexer's connect, which ran before the accept.
+    // Held here for the connection's life, then released with it.
+    let router = ctx.router();
+    let mut writer_done = false;
+    let mut shutting_down = false;
+    // `None` once the consumer's lifecycle has ended.
+    let mut consumer = Some(consumer);
+    // A message read but not yet taken by the consumer's full inbox.
+    // While one waits, nothing more is read: TCP then slows the client.
+    // Boxed: it is rare, and inline it would cost every connection.
+    let mut pending: Option<Box<Event>> = None;
+    let code = {
+        let mut shutdown = pin!(async {
+            match registration.as_mut() {
+                Some(r) => r.triggered().await,
+                None => std::future::pending().await,
+            }
+        });
+        loop {
+            tokio::select! {
+                () = poll_consumer(&mut consumer), if consumer.is_some() => consumer = None,
+                permit = inbox.reserve(), if pending.is_some() => match permit {
+                    Ok(permit) => permit.send(*pending.take().expect("checked by the guard")),
+                    Err(_) => break close_code::ABNORMAL,
+                },
+                frame = frames.next(), if pending.is_none() => {
+                    let event = match frame {
+                        // A demultiplexer owning the socket routes here,
+                        // without a hand-off to its task; frames after it
+                        // closed are dropped, as its runner would.
+                        Some(Ok(Frame::Text(text))) if router.is_some() => {
+                            if let Some(router) = router.as_ref().filter(|_| ctx.is_accepted()) {
+                                router.route_text(text).await;
                             }
-                            Some(Ok(Frame::Binary(_))) if router.is_some() => {
-                                if let Some(router) = router.as_ref().filter(|_| ctx.is_accepted()) {
-                                    router.route_binary().await;
-                                }
-                                continue;
-                            }
-                            Some(Ok(Frame::Text(text))) => Event::Text(text),
-                            Some(Ok(Frame::Binary(data))) => Event::Binary(data),
-                            Some(Ok(Frame::Close(frame))) => {
-                                break frame.map_or(close_code::NO_STATUS, |f| f.code);
-                            }
-                            Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => continue,
-                            Some(Err(e)) if e.is_message_too_large() => {
-                                tracing::debug!(error = %e, "message over the transport limit");
-                                let _ = Box::pin(ctx.close_with(close_code::SIZE, "message too large")).await;
-                                if timeout(config.close_timeout, &mut writer).await.is_err() {
-                                    writer.abort();
-                                }
-                                writer_done = true;
-                                break close_code::SIZE;
-                            }
-                            Some(Err(e)) => {
-                                tracing::debug!(error = %e, "transport failed");
-                                break close_code::ABNORMAL;
-                            }
-                            None => break close_code::ABNORMAL,
-                        };
-                        if let Err(TrySendError::Full(event)) = inbox.try_send(event) {
-                            pending = Some(event);
+                            continue;
                         }
-                    }
-                    end = &mut writer, if !writer_done => {
-                        writer_done = true;
-                        break match end {
-                            Ok(WriterEnd::Closed) => {
-                                Box::pin(close_reply(&mut frames, config.close_timeout)).await
+                        Some(Ok(Frame::Binary(_))) if router.is_some() => {
+                            if let Some(router) = router.as_ref().filter(|_| ctx.is_accepted()) {
+                                router.route_binary().await;
                             }
-                            Ok(WriterEnd::SlowClient) => close_code::AGAIN,
-                            _ => close_code::ABNORMAL,
-                        };
+                            continue;
+                        }
+                        Some(Ok(Frame::Text(text))) => Event::Text(text),
+                        Some(Ok(Frame::Binary(data))) => Event::Binary(data),
+                        Some(Ok(Frame::Close(frame))) => {
+                            break frame.map_or(close_code::NO_STATUS, |f| f.code);
+                        }
+                        Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => continue,
+                        Some(Err(e)) if e.is_message_too_large() => {
+                            tracing::debug!(error = %e, "message over the transport limit");
+                            let _ = Box::pin(ctx.close_with(close_code::SIZE, "message too large")).await;
+                            if timeout(timeouts.close, &mut writer).await.is_err() {
+                                writer.abort();
+                            }
+                            writer_done = true;
+                            break close_code::SIZE;
+                        }
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "transport failed");
+                            break close_code::ABNORMAL;
+                        }
+                        None => break close_code::ABNORMAL,
+                    };
+                    if let Err(TrySendError::Full(event)) = inbox.try_send(event) {
+                        pending = Some(Box::new(event));
                     }
-                    () = &mut shutdown, if !shutting_down => {
-                        shutting_down = true;
-                        let _ = Box::pin(ctx.close_with(close_code::AWAY, "server shutting down")).await;
-                    }
+                }
+                end = &mut writer, if !writer_done => {
+                    writer_done = true;
+                    break match end {
+                        Ok(WriterEnd::Closed) => {
+                            Box::pin(close_reply(&mut frames, timeouts.close)).await
+                        }
+                        Ok(WriterEnd::SlowClient) => close_code::AGAIN,
+                        _ => close_code::ABNORMAL,
+                    };
+                }
+                () = &mut shutdown, if !shutting_down => {
+                    shutting_down = true;
+                    let _ = Box::pin(ctx.close_with(close_code::AWAY, "server shutting down")).await;
                 }
             }
-        };
-        drop(router);
-        let _ = stop_tx.send(());
-        // From here on the consumer sees the client gone: what is still queued
-        // for it is skipped and its disconnect comes next.
-        ctx.mark_disconnected();
-        // Boxed, like the other once-per-connection steps: this future lives
-        // as long as the connection, and its size is that of its largest step.
-        Box::pin(finish(consumer, inbox, code, config.close_timeout)).await;
-        if !writer_done && timeout(config.close_timeout, &mut writer).await.is_err() {
-            writer.abort();
         }
-        drop(registration);
+    };
+    drop(router);
+    let _ = stop_tx.send(());
+    // From here on the consumer sees the client gone: what is still queued
+    // for it is skipped and its disconnect comes next.
+    ctx.mark_disconnected();
+    // Boxed, like the other once-per-connection steps: this future lives
+    // as long as the connection, and its size is that of its largest step.
+    Box::pin(finish(consumer, inbox, code, timeouts.close)).await;
+    if !writer_done && timeout(timeouts.close, &mut writer).await.is_err() {
+        writer.abort();
     }
+    drop(registration);
 }
 
 impl Drop for Accepted {
@@ -293,7 +336,7 @@ impl Drop for Accepted {
                     Some(parts.consumer),
                     parts.inbox,
                     close_code::ABNORMAL,
-                    parts.config.close_timeout,
+                    parts.timeouts.close,
                 ));
             }
             // No runtime to finish it in: dropping it stops it.

@@ -80,7 +80,7 @@ struct SocketLink {
 
 struct StreamLink {
     name: Arc<str>,
-    prefix: StreamPrefix,
+    prefix: Arc<StreamPrefix>,
     demux: Arc<Shared>,
 }
 
@@ -128,6 +128,7 @@ impl Context {
 
     pub(crate) fn for_stream(
         name: Arc<str>,
+        prefix: Arc<StreamPrefix>,
         demux: Arc<Shared>,
         layer: Option<SharedLayer>,
         inbox: queue::WeakSender<Event>,
@@ -140,7 +141,7 @@ impl Context {
             layer,
             inbox,
             Link::Stream(StreamLink {
-                prefix: StreamPrefix::new(&name),
+                prefix,
                 name,
                 demux,
             }),

@@ -48,10 +48,11 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> BoxFuture<'static, ()> {
     let shared = Arc::new(Shared::new(start.ctx.clone(), total, spec.config.strict));
     let mut slots = Vec::with_capacity(total);
     let streams = FuturesUnordered::new();
-    for (name, factory) in spec.names.iter().zip(&spec.factories) {
+    for ((name, prefix), factory) in spec.names.iter().zip(&spec.prefixes).zip(&spec.factories) {
         let (inbox, inbox_rx) = queue::bounded(spec.config.stream_queue_capacity);
         let ctx = Context::for_stream(
             name.clone(),
+            prefix.clone(),
             shared.clone(),
             spec.layer.clone(),
             inbox.downgrade(),

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use chanmux_core::StreamPrefix;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
@@ -53,6 +54,8 @@ pub struct Demultiplexer {
 /// The streams and settings shared by every connection of one demultiplexer.
 struct Spec {
     names: Vec<Arc<str>>,
+    /// Each stream's `{"stream":"<name>","payload":` prefix, built once.
+    prefixes: Vec<Arc<StreamPrefix>>,
     factories: Vec<Arc<dyn ConsumerFactory>>,
     index: HashMap<Box<str>, usize>,
     config: DemultiplexerConfig,
@@ -260,6 +263,11 @@ impl DemultiplexerBuilder {
             .collect();
         Demultiplexer {
             spec: Arc::new(Spec {
+                prefixes: self
+                    .names
+                    .iter()
+                    .map(|name| Arc::new(StreamPrefix::new(name)))
+                    .collect(),
                 names: self.names,
                 factories: self.factories,
                 index,
