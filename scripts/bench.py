@@ -365,7 +365,7 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
         w("|---|---|---|---|---|---|---|")
         for size in READ_BUFFERS:
             c, b = buffers[("chanmux", size)], buffers[("bare", size)]
-            default = " (default)" if size == 4096 else ""
+            default = " (default)" if size == 1024 else ""
             w(f"| {size:,} B{default} | {c['idle_kib']:.1f} | {b['idle_kib']:.1f} | "
               f"{statistics.median(c['64']):,.0f} | {statistics.median(c['4096']):,.0f} | "
               f"{statistics.median(b['64']):,.0f} | {statistics.median(b['4096']):,.0f} |")

@@ -60,7 +60,12 @@
 //!   is answered with HTTP 403 — with 500 if every stream failed in connect.
 //! - A frame reaches a stream only while that stream has accepted and not
 //!   closed. Frames within a stream keep their order both ways; streams run
-//!   concurrently, so a slow handler delays only its own stream.
+//!   concurrently, so a handler that waits delays only its own stream.
+//! - A connection is one task (plus one that writes to the socket): its
+//!   streams run as futures inside it, which keeps an idle connection at a
+//!   few KiB. A handler that *blocks the thread* (heavy computation, blocking
+//!   I/O) therefore holds up its connection's other streams too; move such
+//!   work to [`tokio::task::spawn_blocking`] or a task of its own.
 //! - Payloads pass through as raw JSON text: numbers keep their exact text,
 //!   nesting depth is not limited by recursion, and replies are wrapped
 //!   without re-serialising.
@@ -79,8 +84,9 @@
 //! # Groups
 //!
 //! With a channel layer ([`DemultiplexerBuilder::layer`]), every consumer has
-//! a channel name, joins groups with [`Context::group_add`], and receives what
-//! is sent to them in [`Consumer::event`]; [`Demultiplexer::group_send`]
+//! a channel (opened when first used: [`Context::channel_name`] or
+//! [`Context::group_add`]), joins groups with [`Context::group_add`], and
+//! receives what is sent to them in [`Consumer::event`]; [`Demultiplexer::group_send`]
 //! sends a frame straight to every member's client. See [`layer`] for the
 //! backends and their guarantees.
 //!

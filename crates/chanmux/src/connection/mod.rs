@@ -277,7 +277,7 @@ async fn serve<S, R>(
                         Some(Err(e)) if e.is_message_too_large() => {
                             tracing::debug!(error = %e, "message over the transport limit");
                             let _ = Box::pin(ctx.close_with(close_code::SIZE, "message too large")).await;
-                            if timeout(timeouts.close, &mut writer).await.is_err() {
+                            if Box::pin(timeout(timeouts.close, &mut writer)).await.is_err() {
                                 writer.abort();
                             }
                             writer_done = true;
@@ -318,7 +318,11 @@ async fn serve<S, R>(
     // Boxed, like the other once-per-connection steps: this future lives
     // as long as the connection, and its size is that of its largest step.
     Box::pin(finish(consumer, inbox, code, timeouts.close)).await;
-    if !writer_done && timeout(timeouts.close, &mut writer).await.is_err() {
+    if !writer_done
+        && Box::pin(timeout(timeouts.close, &mut writer))
+            .await
+            .is_err()
+    {
         writer.abort();
     }
     drop(registration);

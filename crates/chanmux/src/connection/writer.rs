@@ -53,7 +53,7 @@ where
         };
         let Some(first) = first else {
             // Flushes a pending close reply, if the client closed first.
-            let _ = timeout(LAST_WORDS, sink.close()).await;
+            let _ = Box::pin(timeout(LAST_WORDS, sink.close())).await;
             return WriterEnd::Stopped;
         };
         let written = {
@@ -63,7 +63,9 @@ where
             // a timer registration per batch.
             match write.as_mut().now_or_never() {
                 Some(written) => Ok(written),
-                None => timeout(slow_client, write).await,
+                // Boxed, with the other rare paths: this future lives as
+                // long as the connection, at the size of its largest step.
+                None => Box::pin(timeout(slow_client, write)).await,
             }
         };
         match written {
@@ -76,7 +78,7 @@ where
             Err(_) => {
                 tracing::warn!(?slow_client, "client stopped reading; disconnecting it");
                 let close = CloseFrame::new(close_code::AGAIN, "slow client");
-                let _ = timeout(LAST_WORDS, sink.send(Frame::Close(Some(close)))).await;
+                let _ = Box::pin(timeout(LAST_WORDS, sink.send(Frame::Close(Some(close))))).await;
                 return WriterEnd::SlowClient;
             }
         }
