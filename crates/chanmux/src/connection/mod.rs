@@ -245,7 +245,12 @@ async fn serve<S, R>(
             }
         });
         loop {
+            // In this order: the consumer handles what was routed to it
+            // before the next frame is read (so one stream's burst does not
+            // fill its queue first), and the rarely ready branches are polled
+            // only once nothing else is ready, not once per frame.
             tokio::select! {
+                biased;
                 () = poll_consumer(&mut consumer), if consumer.is_some() => consumer = None,
                 permit = inbox.reserve(), if pending.is_some() => match permit {
                     Ok(permit) => permit.send(*pending.take().expect("checked by the guard")),
