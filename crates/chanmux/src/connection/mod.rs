@@ -259,8 +259,8 @@ async fn serve<S, R>(
                 frame = frames.next(), if pending.is_none() => {
                     let event = match frame {
                         // A demultiplexer owning the socket routes here,
-                        // without a hand-off to its task; frames after it
-                        // closed are dropped, as its runner would.
+                        // without a hand-off to its runner; frames after
+                        // it closed are dropped, as its runner would.
                         Some(Ok(Frame::Text(text))) if router.is_some() => {
                             if let Some(router) = router.as_ref().filter(|_| ctx.is_accepted()) {
                                 router.route_text(text).await;

@@ -53,7 +53,7 @@ struct Inner {
     /// The consumer has ended: its channel is closed and not made again.
     channel_released: AtomicBool,
     /// Set by a demultiplexer serving this context, so the connection loop
-    /// can route frames without a hand-off to the demultiplexer's task.
+    /// can route frames without a hand-off to the demultiplexer's runner.
     /// Weak: the router holds this context (as its streams' parent).
     router: OnceLock<Weak<Router>>,
     state: AtomicU8,

@@ -13,8 +13,8 @@ use crate::queue::{self, TrySendError};
 use crate::{BoxError, Consumer, Context, Start, Text};
 
 /// The demultiplexer's own consumer: it refuses when there is no stream,
-/// routes frames when nested in another demultiplexer (its own task does not
-/// see them otherwise) and tells every stream of the disconnect.
+/// routes frames when nested in another demultiplexer (the outer one
+/// delivers them to its inbox) and tells every stream of the disconnect.
 struct DemuxConsumer {
     router: Option<Arc<Router>>,
 }
@@ -24,7 +24,7 @@ struct DemuxConsumer {
 /// Routing never waits for a consumer (a full queue is answered
 /// `stream_overloaded`), so when the demultiplexer owns the socket the
 /// connection loop calls it directly, saving a hand-off per frame; nested in
-/// a stream, the demultiplexer's own task calls it.
+/// a stream, the demultiplexer's own runner calls it.
 pub(crate) struct Router {
     spec: Arc<Spec>,
     streams: Vec<Slot>,
