@@ -86,7 +86,8 @@ test('an unknown stream shows the error frame in red', async () => {
   assert.equal(await error.getAttribute('data-stream'), 'nope');
   assert.match(await error.textContent(), /unknown_stream/);
   const color = await error.evaluate((el) => getComputedStyle(el).color);
-  assert.notEqual(color, 'rgb(0, 0, 0)');
+  // The page's --bad colour (#b42318); other entries use the text colour.
+  assert.equal(color, 'rgb(180, 35, 24)');
 });
 
 test('invalid JSON is caught in the page; sent raw it gets invalid_json', async () => {

@@ -305,7 +305,7 @@ mod tests {
     }
 
     #[test]
-    fn a_panicking_delivery_is_contained_and_counts_as_dropped() {
+    fn a_panicking_or_refused_delivery_is_contained_and_reported_undelivered() {
         let message = Message::new(&serde_json::json!({"type": "t"})).unwrap();
         assert!(!deliver_contained(&Panics, message.clone()));
         assert!(!deliver_contained(&Nowhere, message));

@@ -393,8 +393,10 @@ mod tests {
             async move { tx.send(2).await }
         });
         tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the sender waits for room");
         rx.close();
-        assert_eq!(waiting.await.unwrap(), Err(Closed(2)));
+        let woken = timeout(Duration::from_secs(5), waiting).await;
+        assert_eq!(woken.expect("closing wakes it").unwrap(), Err(Closed(2)));
         assert_eq!(tx.try_send(3), Err(TrySendError::Closed(3)));
         assert_eq!(rx.recv().await, Some(1));
         assert_eq!(rx.recv().await, None);
@@ -426,7 +428,8 @@ mod tests {
         tx.send(7).await.unwrap();
         tokio::task::yield_now().await;
         drop(tx);
-        assert_eq!(receiver.await.unwrap(), (Some(7), None));
+        let woken = timeout(Duration::from_secs(5), receiver).await;
+        assert_eq!(woken.expect("both wake it").unwrap(), (Some(7), None));
     }
 
     #[test]

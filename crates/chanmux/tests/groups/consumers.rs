@@ -283,6 +283,11 @@ async fn a_channel_is_opened_on_first_use_and_keeps_its_name() {
             ctx.send_json(&first.map(|c| c.as_str().to_owned())).await?;
             Ok(())
         }
+        async fn event(&mut self, ctx: &Context, message: Message) -> Result<(), BoxError> {
+            ctx.send_json(&json!({"event": message.message_type()}))
+                .await?;
+            Ok(())
+        }
     }
     let layer = InMemoryLayer::new();
     let demux = Demultiplexer::builder()
@@ -306,6 +311,10 @@ async fn a_channel_is_opened_on_first_use_and_keeps_its_name() {
     chanmux::layer::ChannelLayer::send(&layer, &ChannelName::new(&name).unwrap(), message)
         .await
         .unwrap();
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"stream": "s", "payload": {"event": "x"}})
+    );
     comm.disconnect(1000).await;
     assert_eq!(channels(&layer), 0, "closed with the consumer");
 }
