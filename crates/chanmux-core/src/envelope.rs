@@ -149,11 +149,21 @@ impl StreamPrefix {
 
     /// Wraps `payload` (valid JSON text, not checked) into a complete frame.
     pub fn wrap(&self, payload: &str) -> String {
-        let mut frame = String::with_capacity(self.prefix.len() + payload.len() + 1);
-        frame.push_str(&self.prefix);
-        frame.push_str(payload);
-        frame.push('}');
+        let mut frame = String::with_capacity(self.frame_len(payload));
+        self.wrap_into(&mut frame, payload);
         frame
+    }
+
+    /// Appends the frame for `payload` to `out` (see [`wrap`](Self::wrap)).
+    pub fn wrap_into(&self, out: &mut String, payload: &str) {
+        out.push_str(&self.prefix);
+        out.push_str(payload);
+        out.push('}');
+    }
+
+    /// The length of the frame for `payload`.
+    pub fn frame_len(&self, payload: &str) -> usize {
+        self.prefix.len() + payload.len() + 1
     }
 }
 

@@ -105,13 +105,19 @@ impl Message {
     /// A frame message: `{"stream": stream, "payload": payload}` for clients,
     /// built once. `payload` must be valid JSON text; it is not re-serialised.
     pub fn frame(stream: &str, payload: &str) -> Self {
-        let frame = StreamPrefix::new(stream).wrap(payload);
-        let mut text = String::with_capacity(frame.len() + 36);
+        Message::frame_with(&StreamPrefix::new(stream), payload)
+    }
+
+    /// As [`frame`](Message::frame), with the stream's prefix built already.
+    pub fn frame_with(prefix: &StreamPrefix, payload: &str) -> Self {
+        // {"type":"chanmux.frame","frame":<frame>}, in one buffer.
+        let head = r#"{"type":""#.len() + FRAME_TYPE.len() + r#"","frame":"#.len();
+        let mut text = String::with_capacity(head + prefix.frame_len(payload) + 1);
         text.push_str(r#"{"type":""#);
         text.push_str(FRAME_TYPE);
         text.push_str(r#"","frame":"#);
         let start = text.len();
-        text.push_str(&frame);
+        prefix.wrap_into(&mut text, payload);
         let end = text.len();
         text.push('}');
         Message {

@@ -164,9 +164,11 @@ impl Demultiplexer {
         stream: &str,
         payload: &T,
     ) -> Result<(), GroupError> {
+        let (group, layer) = self.group_target(group)?;
         let payload =
             serde_json::to_string(payload).map_err(|e| MessageError::InvalidJson(e.to_string()))?;
-        self.group_send_raw(group, stream, &payload).await
+        // Just serialised: valid JSON, no need to check it again.
+        self.send_frame(layer, &group, stream, &payload).await
     }
 
     /// As [`group_send`](Demultiplexer::group_send), with the payload given as
@@ -182,13 +184,33 @@ impl Demultiplexer {
         stream: &str,
         payload: &str,
     ) -> Result<(), GroupError> {
-        let group = GroupName::new(group)?;
-        let layer = self.spec.layer.as_ref().ok_or(GroupError::NoLayer)?;
+        let (group, layer) = self.group_target(group)?;
         serde_json::from_str::<serde::de::IgnoredAny>(payload)
             .map_err(|e| MessageError::InvalidJson(e.to_string()))?;
-        layer
-            .group_send(&group, Message::frame(stream, payload))
-            .await?;
+        self.send_frame(layer, &group, stream, payload).await
+    }
+
+    /// The group and the layer a group send goes through.
+    fn group_target(&self, group: &str) -> Result<(GroupName, &SharedLayer), GroupError> {
+        let group = GroupName::new(group)?;
+        let layer = self.spec.layer.as_ref().ok_or(GroupError::NoLayer)?;
+        Ok((group, layer))
+    }
+
+    /// Sends a frame of `payload` (valid JSON) to `group`; a stream of this
+    /// demultiplexer uses the prefix it built once.
+    async fn send_frame(
+        &self,
+        layer: &SharedLayer,
+        group: &GroupName,
+        stream: &str,
+        payload: &str,
+    ) -> Result<(), GroupError> {
+        let frame = match self.spec.index.get(stream) {
+            Some(&i) => Message::frame_with(&self.spec.prefixes[i], payload),
+            None => Message::frame(stream, payload),
+        };
+        layer.group_send(group, frame).await?;
         Ok(())
     }
 }
