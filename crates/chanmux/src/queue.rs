@@ -123,16 +123,20 @@ pub(crate) struct Receiver<T> {
 impl<T> Sender<T> {
     /// Queues `value` if there is room.
     pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        let mut state = self.shared.state();
+        Sender::push(&self.shared, value)
+    }
+
+    fn push(shared: &Shared<T>, value: T) -> Result<(), TrySendError<T>> {
+        let mut state = shared.state();
         if state.closed {
             return Err(TrySendError::Closed(value));
         }
-        if !self.shared.has_room(&state) {
+        if !shared.has_room(&state) {
             return Err(TrySendError::Full(value));
         }
         state.items.push_back(value);
         drop(state);
-        self.shared.ready.wake();
+        shared.ready.wake();
         Ok(())
     }
 
@@ -213,27 +217,13 @@ impl<T> Clone for WeakSender<T> {
 }
 
 impl<T> WeakSender<T> {
-    /// A sender, unless every sender is gone.
-    pub(crate) fn upgrade(&self) -> Option<Sender<T>> {
-        let mut count = self.shared.senders.load(Ordering::Acquire);
-        loop {
-            if count == 0 {
-                return None;
-            }
-            match self.shared.senders.compare_exchange_weak(
-                count,
-                count + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    return Some(Sender {
-                        shared: self.shared.clone(),
-                    });
-                }
-                Err(now) => count = now,
-            }
+    /// Queues `value` if a sender still lives and there is room; no sender
+    /// is made for it (see [`Sender::try_send`]).
+    pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        if self.shared.senders.load(Ordering::Acquire) == 0 {
+            return Err(TrySendError::Closed(value));
         }
+        Sender::push(&self.shared, value)
     }
 }
 
@@ -276,7 +266,7 @@ impl<T> Receiver<T> {
     }
 
     /// Polls for the next message (see [`recv`](Self::recv)).
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let shared = &*self.shared;
         match shared.pop() {
             Ok(value) => return Poll::Ready(Some(value)),
@@ -413,9 +403,9 @@ mod tests {
     async fn a_weak_sender_works_only_while_a_sender_lives() {
         let (tx, mut rx) = bounded(2);
         let weak = tx.downgrade();
-        weak.upgrade().unwrap().try_send(1).unwrap();
+        weak.try_send(1).unwrap();
         drop(tx);
-        assert!(weak.upgrade().is_none());
+        assert_eq!(weak.try_send(2), Err(TrySendError::Closed(2)));
         assert_eq!(rx.recv().await, Some(1));
         assert_eq!(rx.recv().await, None);
     }

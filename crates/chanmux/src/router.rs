@@ -65,8 +65,8 @@ impl ConsumerFactory for PathRouter {
     }
 }
 
-/// Stands in for a missing route: refuses.
-struct NoRoute;
+/// Stands in for a missing route (or a demultiplexer without streams): refuses.
+pub(crate) struct NoRoute;
 
 impl Consumer for NoRoute {
     async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {

@@ -121,13 +121,7 @@ where
 }
 
 fn truncate_reason(reason: &mut String) {
-    if reason.len() > MAX_REASON {
-        let mut end = MAX_REASON;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
+    reason.truncate(reason.floor_char_boundary(MAX_REASON));
 }
 
 #[cfg(test)]

@@ -10,13 +10,15 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use super::{Shared, Spec};
 use crate::consumer::Event;
 use crate::queue::{self, TrySendError};
+use crate::router::NoRoute;
 use crate::{BoxError, Consumer, Context, Start, Text};
 
-/// The demultiplexer's own consumer: it refuses when there is no stream,
-/// routes frames when nested in another demultiplexer (the outer one
-/// delivers them to its inbox) and tells every stream of the disconnect.
+/// The demultiplexer's own consumer: it routes frames when nested in
+/// another demultiplexer (the outer one delivers them to its inbox) and
+/// tells every stream of the disconnect. It never accepts itself: the
+/// socket is accepted by the first stream that does (see Shared).
 struct DemuxConsumer {
-    router: Option<Arc<Router>>,
+    router: Arc<Router>,
 }
 
 /// Routes frames to the stream consumers of one connection.
@@ -43,7 +45,8 @@ struct Slot {
 pub(super) fn start(spec: &Arc<Spec>, start: Start) -> BoxFuture<'static, ()> {
     let total = spec.names.len();
     if total == 0 {
-        return start.run(DemuxConsumer { router: None });
+        // Nothing could ever accept.
+        return start.run(NoRoute);
     }
     let shared = Arc::new(Shared::new(start.ctx.clone(), total, spec.config.strict));
     let mut slots = Vec::with_capacity(total);
@@ -72,9 +75,7 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> BoxFuture<'static, ()> {
     start.ctx.set_router(&router);
     // In the same set as the streams, so each wake-up polls only the
     // futures that were woken.
-    streams.push(start.run(DemuxConsumer {
-        router: Some(router),
-    }));
+    streams.push(start.run(DemuxConsumer { router }));
     Box::pin(streams.collect::<()>())
 }
 
@@ -145,19 +146,12 @@ impl Router {
 }
 
 impl Consumer for DemuxConsumer {
-    async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
-        // The socket is accepted by the first stream that accepts (see
-        // Shared); with no stream, nothing ever will.
-        if self.router.is_none() {
-            ctx.refuse();
-        }
+    async fn connect(&mut self, _ctx: &Context) -> Result<(), BoxError> {
         Ok(())
     }
 
     async fn receive_text(&mut self, _ctx: &Context, text: Text) -> Result<(), BoxError> {
-        if let Some(router) = &self.router {
-            router.route_text(text).await;
-        }
+        self.router.route_text(text).await;
         Ok(())
     }
 
@@ -166,16 +160,12 @@ impl Consumer for DemuxConsumer {
         _ctx: &Context,
         _data: bytes::Bytes,
     ) -> Result<(), BoxError> {
-        if let Some(router) = &self.router {
-            router.route_binary().await;
-        }
+        self.router.route_binary().await;
         Ok(())
     }
 
     async fn disconnect(&mut self, _ctx: &Context, code: u16) -> Result<(), BoxError> {
-        let Some(router) = &self.router else {
-            return Ok(());
-        };
+        let router = &self.router;
         // First stop every stream taking frames, so those still queued are
         // skipped and each stream goes straight on to its disconnect.
         for slot in &router.streams {

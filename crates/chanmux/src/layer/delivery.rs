@@ -19,8 +19,6 @@ impl InboxDelivery {
 
 impl Deliver for InboxDelivery {
     fn deliver(&self, message: Message) -> bool {
-        self.inbox
-            .upgrade()
-            .is_some_and(|inbox| inbox.try_send(Event::Layer(message)).is_ok())
+        self.inbox.try_send(Event::Layer(message)).is_ok()
     }
 }
