@@ -80,6 +80,17 @@ async fn the_socket_is_accepted_as_soon_as_the_first_stream_accepts() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_demultiplexer_without_streams_refuses_at_once_with_403() {
+    let mut comm = Communicator::new(Demultiplexer::builder().build(), "/");
+    let started = Instant::now();
+    assert_eq!(
+        comm.connect().await.refusal_status(),
+        Some(StatusCode::FORBIDDEN)
+    );
+    assert_eq!(started.elapsed(), Duration::ZERO, "nothing could accept");
+}
+
+#[tokio::test(start_paused = true)]
 async fn all_streams_refusing_refuses_at_once_with_403() {
     let demux = Demultiplexer::builder()
         .stream("a", || Refuse)
