@@ -40,8 +40,10 @@ IN_FLIGHT = [1, 16]
 PAYLOADS = [64, 4096]
 IDLE_COUNTS = [1000, 10000]
 MOST_CONNECTIONS = 19000
-# Read buffer sizes for the memory/throughput trade-off (chanmux's default: 4 KiB).
+# Read buffer sizes for the memory/throughput trade-off.
 READ_BUFFERS = [1024, 4096, 16384, 131072]
+# ConnectionConfig::read_buffer_size's default (crates/chanmux/src/connection/config.rs).
+DEFAULT_READ_BUFFER = 1024
 BUFFER_IDLE = 2000
 REPORT = ROOT / "BENCHMARKS.md"
 CHART = ROOT / "bench" / "throughput.svg"
@@ -265,6 +267,8 @@ def main():
         ["cargo", "bench", "-q", "-p", "chanmux-server", "--bench", "fanout", "--",
          "--clients", "1000" if QUICK else "1000,10000", "--rounds", "10" if QUICK else "30"],
         cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    if fanout.returncode != 0:
+        raise RuntimeError(f"the fan-out bench failed: {fanout.stderr.strip()[-2000:]}")
     fanout_table = "\n".join(l for l in fanout.stdout.splitlines() if l.startswith("|"))
 
     raw = {
@@ -377,7 +381,7 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
         w("|---|---|---|---|---|---|---|")
         for size in READ_BUFFERS:
             c, b = buffers[("chanmux", size)], buffers[("bare", size)]
-            default = " (default)" if size == 1024 else ""
+            default = " (default)" if size == DEFAULT_READ_BUFFER else ""
             w(f"| {size:,} B{default} | {c['idle_kib']:.1f} | {b['idle_kib']:.1f} | "
               f"{statistics.median(c['64']):,.0f} | {statistics.median(c['4096']):,.0f} | "
               f"{statistics.median(b['64']):,.0f} | {statistics.median(b['4096']):,.0f} |")
@@ -387,7 +391,8 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
     cpu_msg = median("chanmux", "cpu_us_per_msg", (CONNECTIONS[-1], IN_FLIGHT[-1], PAYLOADS[0]))
     w("## Projection\n")
     w(f"From the measured {per_conn:.1f} KiB per idle connection and {cpu_msg:.2f} µs of server CPU "
-      "per message (the largest echo configuration): ")
+      f"per message (at {CONNECTIONS[-1]} × {IN_FLIGHT[-1]} × {PAYLOADS[0]} B; larger messages cost "
+      "more, see the CPU table): ")
     for n in (100_000, 1_000_000):
         w(f"- {n:,} idle connections: about {per_conn * n / 1024 / 1024:.1f} GiB of RAM; "
           f"one message per connection per second would take about {n * cpu_msg / 1e6:.1f} cores.")
@@ -418,7 +423,7 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
     w(f"| server CPU per message ≥ 30× less than the Python reference | {cpu_m['python'] / cpu_m['chanmux']:.0f}× | {verdict(cpu_m['python'] >= 30 * cpu_m['chanmux'])} |")
     w(f"| ≤ 10 KiB RSS per idle connection with 3 accepted streams | {idle_per:.1f} KiB | {verdict(idle_per <= 10)} |")
     w(f"| {MOST_CONNECTIONS:,} connections held by one process | {most[0]:,} | {verdict(most[0] >= MOST_CONNECTIONS and still_serving)} |")
-    w(f"| RSS does not grow across three runs | {', '.join(f'{v / 1024:.1f}' for v in rss_values)} MiB | {verdict(not grows)} |")
+    w(f"| RSS does not grow across {len(rss_values)} runs | {', '.join(f'{v / 1024:.1f}' for v in rss_values)} MiB | {verdict(not grows)} |")
     w("")
     w(notes(cpu_m["chanmux"] / cpu_m["bare"], thr["chanmux"] / thr["bare"], idle_per))
     w("\n## Group fan-out\n")
@@ -436,16 +441,21 @@ def notes(cpu_ratio, thr_ratio, idle_per):
     """What the targets' figures rest on, what was tried, and what is left."""
     return f"""Notes on the targets:
 
-- **Memory per idle connection** ({idle_per:.1f} KiB with the reference's streams; 55 KiB before
-  this work). Found with valgrind's massif on the server holding 1,000 idle connections
-  (`cargo build --profile profiling`), step by step: tokio's mpsc queues allocated a 32-slot
+- **Memory per idle connection** ({idle_per:.1f} KiB with the reference's streams; 55.3 KiB in
+  this script's run of 2026-11-26 07:09 UTC, before this work). Found with valgrind's massif
+  on the server holding 1,000 idle connections — `cargo build --profile profiling -p
+  chanmux-server -p chanmux-bench`, `valgrind --tool=massif target/profiling/chanmux-server
+  --addr 127.0.0.1:8011` with `target/profiling/chanmux-load idle --url
+  ws://127.0.0.1:8011/ws/reference/ -c 1000 --hold 6` beside it, then `ms_print` on the peak
+  snapshot — step by step: tokio's mpsc queues allocated a 32-slot
   block each up front (about 2.3 KiB each, six per connection), replaced by `queue.rs`, which
   allocates on the first message; each stream was a task, now a demultiplexer's streams are
   futures polled inside the connection's own task; the scope kept the request's `HeaderMap`,
   whose values are slices of hyper's 16 KiB connection read buffer, so every connection kept
   that buffer alive (header values are now copied out); each idle stream held its handlers'
   futures inline (and the panic guard held them twice), now each call is boxed and an idle
-  stream's runner is 152 bytes; layer channels open on first use; the read buffer starts at
+  stream's runner is 152 bytes (`cargo test -p chanmux --lib an_echo_consumers_runner_stays_small
+  -- --nocapture` prints it); layer channels open on first use; the read buffer starts at
   1 KiB (table above). What remains per connection (massif): the WebSocket read buffer
   (1 KiB), the connection's future and axum's upgrade task (about 1.4 KiB), the writer task
   (about 0.9 KiB), the copy of the request headers (about 0.7 KiB for five headers; browsers
@@ -457,16 +467,18 @@ def notes(cpu_ratio, thr_ratio, idle_per):
   `cargo bench -p chanmux-core --bench envelope`), the reply's allocation and copy, one boxed
   handler future (an allocation per message: it is what keeps idle streams small), two queue
   hand-offs (into the stream's queue, then to the writer) and the writer task's wake-up. On
-  this machine the figure moves by ±10% from run to run (1.16× to 1.25× for the same code in
-  earlier runs), so the three servers now run back to back within each repeat. Tried and
-  reverted: running the writer inside the connection's task, which doubled CPU per message
-  (every reply woke the task again and replies lost their batching). What would close the gap:
+  this machine the ratio moves a lot between runs: the same code measured 1.19× and 1.38× in
+  two runs of this script on 2026-11-26 that ran the servers one after another, which is why
+  the three servers now run back to back within each repeat. Tried and reverted: running the
+  writer inside the connection's task, which doubled CPU per message (5.07 against 3.00 µs at
+  100 × 16 × 64 B, six runs interleaved with the previous build through `chanmux-load echo`)
+  as every reply woke the task again and replies lost their batching. What would close the gap:
   let the connection task write the replies it produced once it has read everything
   available, as the bare echo does, without waking itself; and judge such changes by
   callgrind instruction counts, which are repeatable here, rather than by wall time.
 - **RSS after load** rises above the pre-load baseline once and then stays flat across runs:
   memory the allocator keeps for reuse, not growth.
-- **Out of file descriptors** (a process here may hold 20,000): the 19,000-connection run stays
+- **Out of file descriptors** (a process here may hold 20,000: `ulimit -Hn`): the 19,000-connection run stays
   below the cap. At the cap the server logs `accept error: Too many open files` once a second,
   keeps serving the connections it has, and accepts again once descriptors are free; the test
   suite checks this (`crates/chanmux-server/tests/binary.rs`, with the server's limit lowered

@@ -3,9 +3,9 @@
 //!
 //! Every connection has several queues (the outbound queue, an inbox per
 //! stream), and most of them are empty most of the time. Tokio's `mpsc`
-//! allocates a block of 32 slots per queue up front (more than 2 KiB with
-//! our message types), which made queues the largest part of an idle
-//! connection's memory. This one keeps its messages in a `VecDeque` that
+//! allocates a block of 32 slots per queue up front (2,336 bytes per stream
+//! inbox under valgrind's massif, see BENCHMARKS.md's notes), which made
+//! queues the largest part of an idle connection's memory. This one keeps its messages in a `VecDeque` that
 //! grows on first use, under a mutex that is never held across an await;
 //! the one receiver is woken through an `AtomicWaker` (no lock on the
 //! per-message path), senders that wait for room through a `Notify`.

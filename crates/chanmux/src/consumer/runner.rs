@@ -97,7 +97,7 @@ pub(crate) async fn run<C: Consumer>(
     Box::pin(ctx.connect_returned()).await;
     let code = loop {
         // The event is handed to `step` before the next await, so it is
-        // never part of this future's state (72 bytes per idle stream).
+        // never part of this future's state (an `Event` is 72 bytes).
         let event = inbox.recv().await;
         let outcome = match step(&mut consumer, &ctx, event) {
             Step::Call(handler) => guarded(handler).await,
@@ -204,6 +204,7 @@ mod tests {
         let (ctx, inbox) = Context::detached_for_tests();
         let runner = run(Echo, ctx, inbox);
         let size = std::mem::size_of_val(&runner);
+        eprintln!("runner future for an echo consumer: {size} bytes");
         assert!(size <= 192, "runner future is {size} bytes");
     }
 }
