@@ -3,7 +3,7 @@
 # redis-server for the Redis layer's tests (they start their own servers on
 # free loopback ports), Debian's Chromium for the browser tests, and the e2e
 # folder's npm packages (playwright-core only drives Chromium; it never
-# downloads a browser). Idempotent.
+# downloads a browser). Safe to run again (npm ci reinstalls the e2e packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,11 +12,17 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 if ((${#missing[@]})); then
   echo "== installing ${missing[*]} (apt)"
-  sudo=""
-  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  as_root=()
+  if [[ $(id -u) -ne 0 ]]; then
+    if ! command -v sudo >/dev/null; then
+      echo "ensure-tools: need root to install ${missing[*]}; run as root or install them: apt-get install ${missing[*]}" >&2
+      exit 1
+    fi
+    as_root=(sudo)
+  fi
+  # Through env, since sudo does not pass the environment on.
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 echo "== npm ci (e2e)"
