@@ -17,7 +17,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::{ChannelName, GroupName, Message};
 
@@ -234,6 +235,88 @@ impl Registry {
     }
 }
 
+/// What every backend keeps of its own instance: the local channels (named
+/// `<prefix>.<n>`) and their memberships, and how many messages could not
+/// be handed over. Deliveries run outside the lock, each contained.
+pub struct LocalChannels {
+    prefix: String,
+    next: AtomicU64,
+    registry: Mutex<Registry>,
+    dropped: AtomicU64,
+}
+
+impl LocalChannels {
+    /// Empty; channel names will start with `prefix` (valid in a channel
+    /// name, unique to this layer instance).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        LocalChannels {
+            prefix: prefix.into(),
+            next: AtomicU64::new(0),
+            registry: Mutex::new(Registry::default()),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// The start of this instance's channel names.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The channels and memberships, locked. Hold it only for map work.
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        // Only map operations run under this lock; nothing in it panics.
+        self.registry.lock().expect("layer registry lock poisoned")
+    }
+
+    /// Registers a new local channel with a fresh name.
+    pub fn open(&self, delivery: Arc<dyn Deliver>) -> ChannelName {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let name = ChannelName::new(&format!("{}.{n}", self.prefix))
+            .expect("generated channel names are valid");
+        self.registry().insert(name.clone(), delivery);
+        name
+    }
+
+    /// Hands `message` to local channel `channel`; a missing channel or a
+    /// refused delivery counts as dropped.
+    pub fn deliver_to_channel(&self, channel: &str, message: Message) {
+        let delivery = self.registry().delivery(channel);
+        match delivery {
+            Some(delivery) => self.deliver_each(&[delivery], &message),
+            None => self.count_dropped(),
+        }
+    }
+
+    /// Hands `message` to each delivery (outside the lock), counting those
+    /// that refuse or panic as dropped.
+    pub fn deliver_each(&self, deliveries: &[Arc<dyn Deliver>], message: &Message) {
+        for delivery in deliveries {
+            if !deliver_contained(&**delivery, message.clone()) {
+                self.count_dropped();
+            }
+        }
+    }
+
+    /// A message that found nobody to take it.
+    pub fn count_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Channels, groups, memberships and dropped messages.
+    pub fn stats(&self) -> LayerStats {
+        self.registry().stats(self.dropped.load(Ordering::Relaxed))
+    }
+}
+
+impl std::fmt::Debug for LocalChannels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalChannels")
+            .field("prefix", &self.prefix)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
@@ -245,7 +328,7 @@ impl std::fmt::Debug for Registry {
 
 /// Hands `message` to `delivery`, containing a panicking [`Deliver`]: `true`
 /// if it was taken, `false` if it was dropped (full, gone or panicked).
-pub fn deliver_contained(delivery: &dyn Deliver, message: Message) -> bool {
+fn deliver_contained(delivery: &dyn Deliver, message: Message) -> bool {
     let delivered =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| delivery.deliver(message)));
     matches!(delivered, Ok(true))

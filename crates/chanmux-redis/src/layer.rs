@@ -4,12 +4,12 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use chanmux_core::layer::{
-    BoxFuture, ChannelLayer, Deliver, LayerError, LayerStats, Registry, deliver_contained,
+    BoxFuture, ChannelLayer, Deliver, LayerError, LayerStats, LocalChannels, Registry,
 };
 use chanmux_core::{ChannelName, GroupName, Message};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -32,7 +32,6 @@ pub struct RedisLayer {
 struct Inner {
     shared: Arc<Shared>,
     publisher: ConnectionManager,
-    next_channel: AtomicU64,
     commands: mpsc::UnboundedSender<Command>,
     subscriber: JoinHandle<()>,
 }
@@ -45,15 +44,13 @@ impl Drop for Inner {
 
 /// What the layer and its subscriber task both see.
 pub(crate) struct Shared {
-    /// This instance's id: the first part of its channel names.
-    pub(crate) id: String,
     /// `<prefix>:p:<id>`: where this instance's channels receive.
     process_topic: String,
     /// `<prefix>:g:`: the start of every group's Redis channel.
     group_prefix: String,
     pub(crate) config: RedisLayerConfig,
-    local: Mutex<Registry>,
-    dropped: AtomicU64,
+    /// Channels named `<id>.<n>`, `<id>` being this instance's id.
+    local: LocalChannels,
     pub(crate) connected: AtomicBool,
 }
 
@@ -131,10 +128,8 @@ impl RedisLayer {
         let shared = Arc::new(Shared {
             process_topic: format!("{}:p:{id}", config.prefix),
             group_prefix: format!("{}:g:", config.prefix),
-            id,
             config,
-            local: Mutex::new(Registry::default()),
-            dropped: AtomicU64::new(0),
+            local: LocalChannels::new(id),
             connected: AtomicBool::new(true),
         });
         let (mut sink, stream) = pubsub.split();
@@ -154,7 +149,6 @@ impl RedisLayer {
             inner: Arc::new(Inner {
                 shared,
                 publisher,
-                next_channel: AtomicU64::new(0),
                 commands,
                 subscriber,
             }),
@@ -195,9 +189,8 @@ fn instance_id() -> String {
 }
 
 impl Shared {
-    fn local(&self) -> std::sync::MutexGuard<'_, Registry> {
-        // Only map operations run under this lock; nothing in it panics.
-        self.local.lock().expect("layer state lock poisoned")
+    fn local(&self) -> MutexGuard<'_, Registry> {
+        self.local.registry()
     }
 
     pub(crate) fn group_topic(&self, group: &str) -> String {
@@ -235,7 +228,7 @@ impl Shared {
                 match delivery {
                     Some(delivery) => (vec![delivery], text),
                     None => {
-                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.local.count_dropped();
                         return;
                     }
                 }
@@ -251,23 +244,15 @@ impl Shared {
                 return;
             }
         };
-        for delivery in deliveries {
-            // A panicking Deliver must not take this task (and every other
-            // recipient's messages) down with it.
-            if !deliver_contained(&*delivery, message.clone()) {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        // Contained: a panicking Deliver must not take this task (and
+        // every other recipient's messages) down with it.
+        self.local.deliver_each(&deliveries, &message);
     }
 }
 
 impl ChannelLayer for RedisLayer {
     fn new_channel(&self, delivery: Arc<dyn Deliver>) -> ChannelName {
-        let n = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
-        let name = ChannelName::new(&format!("{}.{n}", self.shared().id))
-            .expect("generated names are valid");
-        self.shared().local().insert(name.clone(), delivery);
-        name
+        self.shared().local.open(delivery)
     }
 
     fn close_channel(&self, channel: &ChannelName) {
@@ -345,15 +330,14 @@ impl ChannelLayer for RedisLayer {
     }
 
     fn stats(&self) -> LayerStats {
-        let dropped = self.shared().dropped.load(Ordering::Relaxed);
-        self.shared().local().stats(dropped)
+        self.shared().local.stats()
     }
 }
 
 impl fmt::Debug for RedisLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisLayer")
-            .field("id", &self.shared().id)
+            .field("id", &self.shared().local.prefix())
             .field("connected", &self.is_connected())
             .field("stats", &self.stats())
             .finish()

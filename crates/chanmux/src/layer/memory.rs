@@ -1,10 +1,10 @@
 //! [`InMemoryLayer`]: groups within one process, with nothing external.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use chanmux_core::layer::{Registry, deliver_contained};
+use chanmux_core::layer::LocalChannels;
 
 use super::{
     BoxFuture, ChannelLayer, ChannelName, Deliver, GroupName, LayerError, LayerStats, Message,
@@ -17,15 +17,7 @@ use super::{
 /// reference-count bump, no copy) outside it.
 #[derive(Clone)]
 pub struct InMemoryLayer {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    /// Makes channel names unique across layer instances in a process.
-    prefix: String,
-    next_channel: AtomicU64,
-    dropped: AtomicU64,
-    registry: Mutex<Registry>,
+    local: Arc<LocalChannels>,
 }
 
 static NEXT_LAYER: AtomicU64 = AtomicU64::new(0);
@@ -39,43 +31,21 @@ impl Default for InMemoryLayer {
 impl InMemoryLayer {
     /// An empty layer.
     pub fn new() -> Self {
+        // The prefix makes channel names unique across layers in a process.
+        let prefix = format!("memory{}", NEXT_LAYER.fetch_add(1, Ordering::Relaxed));
         InMemoryLayer {
-            inner: Arc::new(Inner {
-                prefix: format!("memory{}", NEXT_LAYER.fetch_add(1, Ordering::Relaxed)),
-                next_channel: AtomicU64::new(0),
-                dropped: AtomicU64::new(0),
-                registry: Mutex::new(Registry::default()),
-            }),
-        }
-    }
-
-    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
-        // No code panics while holding this lock (only map operations).
-        self.inner
-            .registry
-            .lock()
-            .expect("layer registry lock poisoned")
-    }
-
-    /// Hands over a message outside the lock; a dropped one is counted.
-    fn deliver(&self, delivery: &dyn Deliver, message: Message) {
-        if !deliver_contained(delivery, message) {
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            local: Arc::new(LocalChannels::new(prefix)),
         }
     }
 }
 
 impl ChannelLayer for InMemoryLayer {
     fn new_channel(&self, delivery: Arc<dyn Deliver>) -> ChannelName {
-        let n = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
-        let name = ChannelName::new(&format!("{}.{n}", self.inner.prefix))
-            .expect("generated channel names are valid");
-        self.registry().insert(name.clone(), delivery);
-        name
+        self.local.open(delivery)
     }
 
     fn close_channel(&self, channel: &ChannelName) {
-        self.registry().remove(channel);
+        self.local.registry().remove(channel);
     }
 
     fn send<'a>(
@@ -83,14 +53,8 @@ impl ChannelLayer for InMemoryLayer {
         channel: &'a ChannelName,
         message: Message,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
-        let delivery = self.registry().delivery(channel.as_str());
-        match delivery {
-            Some(delivery) => self.deliver(&*delivery, message),
-            // Nobody there: the message is dropped, as at-most-once allows.
-            None => {
-                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        // Nobody there: the message is dropped, as at-most-once allows.
+        self.local.deliver_to_channel(channel.as_str(), message);
         Box::pin(async { Ok(()) })
     }
 
@@ -99,7 +63,7 @@ impl ChannelLayer for InMemoryLayer {
         group: &'a GroupName,
         channel: &'a ChannelName,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
-        let added = self.registry().add(group, channel);
+        let added = self.local.registry().add(group, channel);
         Box::pin(async move { added })
     }
 
@@ -108,7 +72,7 @@ impl ChannelLayer for InMemoryLayer {
         group: &'a GroupName,
         channel: &'a ChannelName,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
-        self.registry().discard(group, channel);
+        self.local.registry().discard(group, channel);
         Box::pin(async { Ok(()) })
     }
 
@@ -117,24 +81,20 @@ impl ChannelLayer for InMemoryLayer {
         group: &'a GroupName,
         message: Message,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
-        let members = self.registry().members(group.as_str());
-        for delivery in members {
-            self.deliver(&*delivery, message.clone());
-        }
+        let members = self.local.registry().members(group.as_str());
+        self.local.deliver_each(&members, &message);
         Box::pin(async { Ok(()) })
     }
 
     fn stats(&self) -> LayerStats {
-        self.registry()
-            .stats(self.inner.dropped.load(Ordering::Relaxed))
+        self.local.stats()
     }
 }
 
 impl fmt::Debug for InMemoryLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InMemoryLayer")
-            .field("prefix", &self.inner.prefix)
-            .field("stats", &self.stats())
+            .field("local", &self.local)
             .finish()
     }
 }
