@@ -126,7 +126,7 @@ impl RedisLayer {
 
         let id = instance_id();
         let shared = Arc::new(Shared {
-            process_topic: format!("{}:p:{id}", config.prefix),
+            process_topic: Joined(&config.prefix, ":p:", &id).to_string(),
             group_prefix: format!("{}:g:", config.prefix),
             config,
             local: LocalChannels::new(id),
@@ -165,7 +165,11 @@ impl RedisLayer {
     }
 
     /// `PUBLISH topic payload`, bounded by the operation timeout.
-    async fn publish(&self, topic: String, payload: &str) -> Result<(), LayerError> {
+    async fn publish(
+        &self,
+        topic: Joined<'_>,
+        payload: impl redis::ToRedisArgs,
+    ) -> Result<(), LayerError> {
         let mut publisher = self.inner.publisher.clone();
         // The connection manager times out first (and reconnects); this is a backstop.
         let wait = self.shared().config.operation_timeout + Duration::from_secs(1);
@@ -178,6 +182,27 @@ impl RedisLayer {
                 format!("Redis did not answer within {wait:?}").into(),
             )),
         }
+    }
+}
+
+/// A command argument made of three parts, written straight into the
+/// command's buffer: a message is copied once, not first into a `String`.
+struct Joined<'a>(&'a str, &'a str, &'a str);
+
+impl fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)?;
+        f.write_str(self.1)?;
+        f.write_str(self.2)
+    }
+}
+
+impl redis::ToRedisArgs for Joined<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        out.write_arg_fmt(self);
     }
 }
 
@@ -194,7 +219,7 @@ impl Shared {
     }
 
     pub(crate) fn group_topic(&self, group: &str) -> String {
-        format!("{}{group}", self.group_prefix)
+        Joined(&self.group_prefix, "", group).to_string()
     }
 
     /// Every Redis channel this instance must be subscribed to now.
@@ -274,9 +299,9 @@ impl ChannelLayer for RedisLayer {
                 .as_str()
                 .rsplit_once('.')
                 .map_or(channel.as_str(), |(id, _)| id);
-            let topic = format!("{}:p:{instance}", self.shared().config.prefix);
-            self.publish(topic, &format!("{channel} {}", message.as_str()))
-                .await
+            let topic = Joined(&self.shared().config.prefix, ":p:", instance);
+            let payload = Joined(channel.as_str(), " ", message.as_str());
+            self.publish(topic, payload).await
         })
     }
 
@@ -324,7 +349,7 @@ impl ChannelLayer for RedisLayer {
         message: Message,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
         Box::pin(async move {
-            let topic = self.shared().group_topic(group.as_str());
+            let topic = Joined(&self.shared().group_prefix, "", group.as_str());
             self.publish(topic, message.as_str()).await
         })
     }
