@@ -116,15 +116,24 @@ impl Text {
         self.json
     }
 
-    /// Back to axum's type: the original buffer when this is a whole
-    /// received frame, else the owned string (neither copies).
+    /// Back to axum's type without copying the text: the received buffer
+    /// (or a slice of it), the owned string, or a slice of a shared
+    /// broadcast frame (each recipient only bumps its reference count).
     #[cfg(feature = "axum")]
     pub(crate) fn into_axum(self) -> axum::extract::ws::Utf8Bytes {
+        use axum::extract::ws::Utf8Bytes;
+        use bytes::Bytes;
         let whole = self.start == 0 && self.end == self.buf_len();
-        match self.buf {
-            Buf::Axum(bytes) if whole => bytes,
-            buf => Text { buf, ..self }.into_string().into(),
-        }
+        let (start, end) = (self.start, self.end);
+        let bytes = match self.buf {
+            Buf::Axum(bytes) if whole => return bytes,
+            Buf::Owned(_) => return self.into_string().into(),
+            Buf::Axum(bytes) => Bytes::from(bytes),
+            Buf::Shared(text) => Bytes::from_owner(SharedBytes(text)),
+        };
+        // A slice on char boundaries of UTF-8 text (as_str already relies on
+        // it); the check is the price of a safe conversion, not a copy.
+        Utf8Bytes::try_from(bytes.slice(start..end)).expect("a str slice is UTF-8")
     }
 
     #[cfg(feature = "axum")]
@@ -145,6 +154,17 @@ impl Text {
             end,
             json: false,
         }
+    }
+}
+
+/// A shared frame, as bytes for [`bytes::Bytes::from_owner`].
+#[cfg(feature = "axum")]
+struct SharedBytes(std::sync::Arc<str>);
+
+#[cfg(feature = "axum")]
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
@@ -204,5 +224,20 @@ mod tests {
         assert_eq!(payload.value().unwrap(), serde_json::json!([1, 2]));
         assert_eq!(payload.into_string(), "[1,2]");
         assert_eq!(Text::from("whole").into_string(), "whole");
+    }
+
+    #[cfg(feature = "axum")]
+    #[test]
+    fn every_kind_of_text_converts_to_axum_with_its_exact_contents() {
+        let shared: std::sync::Arc<str> = r#"{"frame":{"s":"é"}}"#.into();
+        let slice = Text::shared_json(shared.clone(), 9..19);
+        assert_eq!(slice.into_axum().as_str(), r#"{"s":"é"}"#);
+        let received = Text::from_axum(r#"{"payload":[1,"é"]}"#.into());
+        assert_eq!(
+            received.clone().json_slice(11..19).into_axum().as_str(),
+            r#"[1,"é"]"#
+        );
+        assert_eq!(received.into_axum().as_str(), r#"{"payload":[1,"é"]}"#);
+        assert_eq!(Text::from("owned").into_axum().as_str(), "owned");
     }
 }
