@@ -108,11 +108,8 @@ impl<'a> Envelope<'a> {
     ///
     /// If `frame` is not the text this envelope was parsed from.
     pub fn payload_range(&self, frame: &str) -> Range<usize> {
-        let start = (self.payload.get().as_ptr() as usize)
-            .checked_sub(frame.as_ptr() as usize)
-            .filter(|start| start + self.payload.get().len() <= frame.len())
-            .expect("payload_range called with a frame other than the parsed one");
-        start..start + self.payload.get().len()
+        object::range_in(frame, self.payload.get())
+            .expect("payload_range called with a frame other than the parsed one")
     }
 }
 

@@ -1,5 +1,6 @@
 //! [`Message`]: what travels on a channel layer.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -82,20 +83,17 @@ impl Message {
         let kind = kind.ok_or(MessageError::MissingType)?;
         let type_name = object::json_str(kind).ok_or(MessageError::MissingType)?;
         let is_frame = type_name == FRAME_TYPE;
-        let kind = if type_name.len() + 2 == kind.get().len() {
-            // No escapes: the name is the raw value without its quotes.
-            let start = offset(&text, kind.get()) + 1;
-            Kind::InText(start..start + type_name.len())
-        } else {
-            Kind::Unescaped(type_name.into())
+        let kind = match type_name {
+            // No escapes: the name is a slice of the text.
+            Cow::Borrowed(name) => Kind::InText(in_text(&text, name)),
+            Cow::Owned(name) => Kind::Unescaped(name.into()),
         };
         let frame = if is_frame {
             let frame = frame.ok_or(MessageError::BadFrame)?;
             if !frame.get().starts_with('{') {
                 return Err(MessageError::BadFrame);
             }
-            let start = offset(&text, frame.get());
-            Some(start..start + frame.get().len())
+            Some(in_text(&text, frame.get()))
         } else {
             None
         };
@@ -165,9 +163,9 @@ impl Message {
     }
 }
 
-/// Byte offset of `part` inside `whole` (a sub-slice of it).
-fn offset(whole: &str, part: &str) -> usize {
-    part.as_ptr() as usize - whole.as_ptr() as usize
+/// Where `part`, read from `text`, sits in it.
+fn in_text(text: &str, part: &str) -> Range<usize> {
+    object::range_in(text, part).expect("fields are read from the text itself")
 }
 
 impl fmt::Debug for Message {

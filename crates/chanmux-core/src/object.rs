@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -44,11 +45,24 @@ pub(crate) fn fields<'a, const N: usize>(
 
 /// Decodes a raw value if it is a JSON string (borrowed unless it has escapes).
 pub(crate) fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    if !raw.get().starts_with('"') {
+    let text = raw.get();
+    if !text.starts_with('"') {
         return None;
     }
-    let mut de = serde_json::Deserializer::from_str(raw.get());
+    // Already validated as a JSON string by the pass that found it: without
+    // a backslash its contents are the text between the quotes.
+    let inner = &text[1..text.len() - 1];
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
     de.deserialize_str(StrVisitor).ok()
+}
+
+/// Where `part`, a sub-slice of `whole`, sits in it; `None` if it is not one.
+pub(crate) fn range_in(whole: &str, part: &str) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (start + part.len() <= whole.len()).then_some(start..start + part.len())
 }
 
 struct FieldsVisitor<const N: usize> {
