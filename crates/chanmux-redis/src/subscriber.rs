@@ -31,6 +31,9 @@ pub(crate) enum Command {
 
 type Ack = oneshot::Sender<RedisResult<()>>;
 
+/// A subscribe request waiting for the connection to come back.
+type Held = (String, Ack);
+
 /// Why serving a connection stopped.
 enum Stop {
     /// The layer was dropped.
@@ -50,11 +53,18 @@ pub(crate) async fn run(
     mut stream: PubSubStream,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let mut held: Vec<Ack> = Vec::new();
+    let mut held: Vec<Held> = Vec::new();
+    // Topics Redis refused when the connection was last made.
+    let mut refused: Vec<(String, RedisError)> = Vec::new();
     loop {
-        // Topics are read after (re)connecting, so these are subscribed.
-        for ack in held.drain(..) {
-            let _ = ack.send(Ok(()));
+        // Topics are read after (re)connecting, so these are subscribed,
+        // unless Redis refused the topic.
+        for (topic, ack) in held.drain(..) {
+            let outcome = match refused.iter().find(|(t, _)| *t == topic) {
+                Some((_, e)) => Err(e.clone()),
+                None => Ok(()),
+            };
+            let _ = ack.send(outcome);
         }
         if let Stop::LayerGone =
             serve(&shared, &mut sink, &mut stream, &mut commands, &mut held).await
@@ -63,12 +73,12 @@ pub(crate) async fn run(
         }
         shared.connected.store(false, Ordering::Release);
         tracing::warn!("lost the Redis subscription connection; reconnecting");
-        let Some((new_sink, new_stream)) =
+        let Some((new_sink, new_stream, now_refused)) =
             reconnect(&client, &shared, &mut commands, &mut held).await
         else {
             return;
         };
-        (sink, stream) = (new_sink, new_stream);
+        (sink, stream, refused) = (new_sink, new_stream, now_refused);
         shared.connected.store(true, Ordering::Release);
         tracing::info!("Redis subscription connection restored");
     }
@@ -79,7 +89,7 @@ async fn serve(
     sink: &mut PubSubSink,
     stream: &mut PubSubStream,
     commands: &mut mpsc::UnboundedReceiver<Command>,
-    held: &mut Vec<Ack>,
+    held: &mut Vec<Held>,
 ) -> Stop {
     let wait = shared.config.operation_timeout;
     let mut keepalive =
@@ -105,7 +115,7 @@ async fn serve(
                             let _ = ack.send(Err(e));
                         }
                         _ => {
-                            held.push(ack);
+                            held.push((topic, ack));
                             return Stop::Lost;
                         }
                     }
@@ -140,13 +150,14 @@ async fn serve(
 }
 
 /// Retries until connected and subscribed again, holding subscribe requests
-/// meanwhile. `None` when the layer was dropped.
+/// meanwhile; returns the topics Redis refused. `None` when the layer was
+/// dropped.
 async fn reconnect(
     client: &redis::Client,
     shared: &Shared,
     commands: &mut mpsc::UnboundedReceiver<Command>,
-    held: &mut Vec<Ack>,
-) -> Option<(PubSubSink, PubSubStream)> {
+    held: &mut Vec<Held>,
+) -> Option<(PubSubSink, PubSubStream, Vec<(String, RedisError)>)> {
     let wait = shared.config.operation_timeout;
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -158,7 +169,7 @@ async fn reconnect(
                 command = commands.recv() => match command {
                     None => return None,
                     // The membership is recorded; the topic is subscribed on reconnect.
-                    Some(Command::Subscribe(_, ack)) => held.push(ack),
+                    Some(Command::Subscribe(topic, ack)) => held.push((topic, ack)),
                     Some(Command::Unsubscribe(_)) => {}
                 },
             }
@@ -168,30 +179,37 @@ async fn reconnect(
             continue;
         };
         let (mut sink, stream) = pubsub.split();
-        if subscribe_all(&mut sink, shared.topics(), wait).await {
-            return Some((sink, stream));
+        if let Some(refused) = subscribe_all(&mut sink, shared.topics(), wait).await {
+            return Some((sink, stream, refused));
         }
     }
 }
 
 /// Subscribes to `topics`; a topic Redis refuses is skipped (with a warning)
-/// rather than keeping every other topic down. `false` if the connection failed.
-async fn subscribe_all(sink: &mut PubSubSink, topics: Vec<String>, wait: Duration) -> bool {
+/// rather than keeping every other topic down, and returned with the
+/// reason. `None` if the connection failed.
+async fn subscribe_all(
+    sink: &mut PubSubSink,
+    topics: Vec<String>,
+    wait: Duration,
+) -> Option<Vec<(String, RedisError)>> {
     match timeout(wait, sink.subscribe(&topics)).await {
-        Ok(Ok(())) => return true,
+        Ok(Ok(())) => return Some(Vec::new()),
         Ok(Err(e)) if !is_connection_error(&e) => {}
-        _ => return false,
+        _ => return None,
     }
+    let mut refused = Vec::new();
     for topic in topics {
         match timeout(wait, sink.subscribe(&topic)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) if !is_connection_error(&e) => {
                 tracing::warn!(topic, error = %e, "Redis refused a subscription");
+                refused.push((topic, e));
             }
-            _ => return false,
+            _ => return None,
         }
     }
-    true
+    Some(refused)
 }
 
 fn is_connection_error(e: &RedisError) -> bool {
