@@ -4,11 +4,17 @@
 pub const NORMAL: u16 = 1000;
 /// The server is going away (shutdown).
 pub const AWAY: u16 = 1001;
+/// The peer broke the WebSocket protocol (a bad opcode, an oversized or
+/// fragmented control frame).
+pub const PROTOCOL: u16 = 1002;
 /// The peer closed without a status code.
 pub const NO_STATUS: u16 = 1005;
 /// The connection dropped without a closing handshake.
 pub const ABNORMAL: u16 = 1006;
-/// A frame broke the protocol: used by `strict` mode for invalid frames.
+/// A text message was not valid UTF-8.
+pub const INVALID_DATA: u16 = 1007;
+/// A frame broke the protocol: used by `strict` mode for invalid frames,
+/// and when a message does not complete within the message timeout.
 pub const POLICY: u16 = 1008;
 /// A message exceeded the transport's hard size limit.
 pub const SIZE: u16 = 1009;

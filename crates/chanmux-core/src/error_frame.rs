@@ -27,11 +27,14 @@ pub enum ErrorCode {
     FrameTooLarge,
     /// The stream's inbound queue is full; this frame was dropped.
     StreamOverloaded,
+    /// The connection sent frames faster than its rate limit; this frame
+    /// was dropped.
+    RateLimited,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::InvalidJson,
         ErrorCode::NotAnObject,
         ErrorCode::MissingStream,
@@ -41,6 +44,7 @@ impl ErrorCode {
         ErrorCode::BinaryNotSupported,
         ErrorCode::FrameTooLarge,
         ErrorCode::StreamOverloaded,
+        ErrorCode::RateLimited,
     ];
 
     /// The code as it appears on the wire, e.g. `"invalid_json"`.
@@ -55,6 +59,7 @@ impl ErrorCode {
             ErrorCode::BinaryNotSupported => "binary_not_supported",
             ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::StreamOverloaded => "stream_overloaded",
+            ErrorCode::RateLimited => "rate_limited",
         }
     }
 }
@@ -65,10 +70,16 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// Stream names longer than this (in bytes) are never echoed back: an error
+/// frame about one has `"stream": null`, so a client cannot make the server
+/// repeat a megabyte-long name.
+pub const MAX_ECHOED_NAME: usize = 255;
+
 /// Builds the error frame sent to the client:
 /// `{"error": {"code": "<code>", "message": "<text>"}, "stream": <name or null>}`.
 ///
-/// The frame has no `payload` key, so a client can tell it from data.
+/// The frame has no `payload` key, so a client can tell it from data. A
+/// stream name over [`MAX_ECHOED_NAME`] bytes is written as `null`.
 ///
 /// ```
 /// use chanmux_core::{ErrorCode, error_frame};
@@ -79,6 +90,7 @@ impl fmt::Display for ErrorCode {
 /// );
 /// ```
 pub fn error_frame(code: ErrorCode, message: &str, stream: Option<&str>) -> String {
+    let stream = stream.filter(|name| name.len() <= MAX_ECHOED_NAME);
     let mut out = String::with_capacity(64 + message.len() + stream.map_or(4, str::len));
     out.push_str(r#"{"error":{"code":""#);
     out.push_str(code.as_str());
@@ -120,6 +132,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn long_stream_names_are_not_echoed() {
+        let longest = "s".repeat(MAX_ECHOED_NAME);
+        let frame = error_frame(ErrorCode::UnknownStream, "m", Some(&longest));
+        assert!(frame.ends_with(&format!(r#""stream":"{longest}"}}"#)), "{frame}");
+        let over = "s".repeat(MAX_ECHOED_NAME + 1);
+        let frame = error_frame(ErrorCode::UnknownStream, "m", Some(&over));
+        assert!(frame.ends_with(r#""stream":null}"#), "{frame}");
     }
 
     #[test]

@@ -116,17 +116,38 @@ pub enum LayerError {
     /// being sent is lost. Retrying later may succeed.
     #[error("channel layer backend failed: {0}")]
     Backend(#[source] BoxError),
+    /// The channel is already in as many groups as the layer allows
+    /// ([`DEFAULT_MAX_GROUPS_PER_CHANNEL`] unless configured).
+    #[error("a channel may be in at most {limit} groups")]
+    TooManyGroups {
+        /// The layer's limit.
+        limit: usize,
+    },
 }
+
+/// How many groups one channel (one consumer) may be in, unless the layer
+/// is configured otherwise: bounds what one client can make the server hold.
+pub const DEFAULT_MAX_GROUPS_PER_CHANNEL: usize = 1_000;
 
 /// A shared layer, as consumers and servers hold it.
 pub type SharedLayer = Arc<dyn ChannelLayer>;
 
 /// A layer instance's local channels and their group memberships: the
 /// bookkeeping every backend keeps (behind its own lock).
-#[derive(Default)]
 pub struct Registry {
     channels: std::collections::HashMap<ChannelName, Entry>,
     groups: std::collections::HashMap<GroupName, std::collections::HashSet<ChannelName>>,
+    max_groups_per_channel: usize,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            channels: Default::default(),
+            groups: Default::default(),
+            max_groups_per_channel: DEFAULT_MAX_GROUPS_PER_CHANNEL,
+        }
+    }
 }
 
 struct Entry {
@@ -161,12 +182,19 @@ impl Registry {
     ///
     /// # Errors
     ///
-    /// [`LayerError::UnknownChannel`] when `channel` is not registered.
+    /// [`LayerError::UnknownChannel`] when `channel` is not registered;
+    /// [`LayerError::TooManyGroups`] when it is already in the most groups
+    /// allowed (joining a group it is in is never refused).
     pub fn add(&mut self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError> {
         let entry = self
             .channels
             .get_mut(channel)
             .ok_or_else(|| LayerError::UnknownChannel(channel.clone()))?;
+        if entry.groups.len() >= self.max_groups_per_channel && !entry.groups.contains(group) {
+            return Err(LayerError::TooManyGroups {
+                limit: self.max_groups_per_channel,
+            });
+        }
         entry.groups.insert(group.clone());
         self.groups
             .entry(group.clone())
@@ -255,6 +283,14 @@ impl LocalChannels {
             registry: Mutex::new(Registry::default()),
             dropped: AtomicU64::new(0),
         }
+    }
+
+    /// Sets how many groups one channel may be in (default
+    /// [`DEFAULT_MAX_GROUPS_PER_CHANNEL`]; 0 means no limit).
+    #[must_use]
+    pub fn with_max_groups_per_channel(self, limit: usize) -> Self {
+        self.registry().max_groups_per_channel = if limit == 0 { usize::MAX } else { limit };
+        self
     }
 
     /// The start of this instance's channel names.

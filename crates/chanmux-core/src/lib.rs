@@ -35,7 +35,10 @@ mod name;
 mod object;
 
 pub use envelope::{Envelope, EnvelopeError, StreamPrefix, wrap};
-pub use error_frame::{ErrorCode, error_frame};
-pub use layer::{ChannelLayer, Deliver, LayerError, LayerStats, Registry, SharedLayer};
+pub use error_frame::{ErrorCode, MAX_ECHOED_NAME, error_frame};
+pub use layer::{
+    ChannelLayer, DEFAULT_MAX_GROUPS_PER_CHANNEL, Deliver, LayerError, LayerStats, Registry,
+    SharedLayer,
+};
 pub use message::{FRAME_TYPE, Message, MessageError};
 pub use name::{ChannelName, GroupName, MAX_NAME_LEN, NameError};

@@ -12,6 +12,10 @@ pub struct RedisLayerConfig {
     /// How long an operation waits for Redis before failing with
     /// [`LayerError::Backend`](crate::LayerError::Backend). Default 5 s.
     pub operation_timeout: Duration,
+    /// How many groups one channel (one consumer) may be in; `group_add`
+    /// beyond it fails with `LayerError::TooManyGroups`. 0 means no limit.
+    /// Default 1,000.
+    pub max_groups_per_channel: usize,
 }
 
 impl Default for RedisLayerConfig {
@@ -19,6 +23,7 @@ impl Default for RedisLayerConfig {
         RedisLayerConfig {
             prefix: "chanmux".to_owned(),
             operation_timeout: Duration::from_secs(5),
+            max_groups_per_channel: chanmux_core::DEFAULT_MAX_GROUPS_PER_CHANNEL,
         }
     }
 }
@@ -28,6 +33,13 @@ impl RedisLayerConfig {
     #[must_use]
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`max_groups_per_channel`](Self::max_groups_per_channel) (default 1,000).
+    #[must_use]
+    pub fn with_max_groups_per_channel(mut self, limit: usize) -> Self {
+        self.max_groups_per_channel = limit;
         self
     }
 

@@ -128,8 +128,9 @@ impl RedisLayer {
         let shared = Arc::new(Shared {
             process_topic: Joined(&config.prefix, ":p:", &id).to_string(),
             group_prefix: format!("{}:g:", config.prefix),
+            local: LocalChannels::new(id)
+                .with_max_groups_per_channel(config.max_groups_per_channel),
             config,
-            local: LocalChannels::new(id),
             connected: AtomicBool::new(true),
         });
         let (mut sink, stream) = pubsub.split();

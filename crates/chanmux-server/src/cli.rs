@@ -3,11 +3,13 @@
 //! (binary-only code: it uses anyhow).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
 use chanmux::layer::SharedLayer;
-use chanmux::{ConnectionConfig, Shutdown};
+use chanmux::axum::ServeConfig;
+use chanmux::{ConnectionConfig, ConnectionLimits, OriginPolicy, Shutdown};
 use clap::Parser;
 use tokio::net::TcpListener;
 
@@ -27,6 +29,63 @@ pub(crate) struct Args {
     /// (BENCHMARKS.md has the trade-off).
     #[arg(long, env = "CHANMUX_READ_BUFFER", default_value_t = ConnectionConfig::default().read_buffer_size)]
     pub(crate) read_buffer: usize,
+    /// Also allow WebSockets from web pages at this origin
+    /// (`scheme://host[:port]`, `*` for any run of characters in the host,
+    /// e.g. `https://*.example.com`); repeatable. Pages on the server's own
+    /// host and clients that send no Origin are always allowed; `*` allows
+    /// every origin.
+    #[arg(long = "allowed-origin", env = "CHANMUX_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub(crate) allowed_origins: Vec<String>,
+    /// Seconds of silence from a client before it is pinged; 0 turns pings off.
+    #[arg(long, env = "CHANMUX_PING_INTERVAL", default_value_t = 25)]
+    pub(crate) ping_interval: u64,
+    /// Seconds to wait for anything from a pinged client before dropping it.
+    #[arg(long, env = "CHANMUX_PONG_TIMEOUT", default_value_t = 10)]
+    pub(crate) pong_timeout: u64,
+    /// Seconds a client has to send its HTTP request head (also the longest
+    /// idle time between keep-alive requests); 0 for no limit.
+    #[arg(long, env = "CHANMUX_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    pub(crate) handshake_timeout: u64,
+    /// Most WebSocket connections open at once (more get HTTP 503); 0 for no limit.
+    #[arg(long, env = "CHANMUX_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub(crate) max_connections: usize,
+    /// Most WebSocket connections from one client address (more get HTTP
+    /// 429); 0 for no limit.
+    #[arg(long, env = "CHANMUX_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    pub(crate) max_connections_per_ip: usize,
+    /// A proxy (address or CIDR range) whose X-Forwarded-For names the
+    /// client, for the per-address limit; repeatable.
+    #[arg(long = "trusted-proxy", env = "CHANMUX_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub(crate) trusted_proxies: Vec<String>,
+    /// Frames per second one connection may send (and in one burst); more
+    /// are answered with a `rate_limited` error frame. 0 for no limit.
+    #[arg(long, env = "CHANMUX_MAX_FRAME_RATE", default_value_t = 1_000)]
+    pub(crate) max_frame_rate: u32,
+}
+
+impl Args {
+    /// The connection settings these flags ask for.
+    fn connection_config(&self, shutdown: Shutdown) -> anyhow::Result<ConnectionConfig> {
+        let mut origins = OriginPolicy::same_host();
+        for pattern in &self.allowed_origins {
+            origins = origins.allow(pattern);
+        }
+        if origins.allows_any() {
+            tracing::warn!("every origin is allowed: any web page can open a WebSocket with its visitors' cookies");
+        }
+        let mut limits = ConnectionLimits::new(self.max_connections, self.max_connections_per_ip);
+        for proxy in &self.trusted_proxies {
+            limits = limits.trust_proxy(proxy).context("--trusted-proxy")?;
+        }
+        Ok(ConnectionConfig::default()
+            .with_shutdown(shutdown)
+            .with_read_buffer_size(self.read_buffer)
+            .with_origins(origins)
+            .with_limits(limits)
+            .with_ping_interval(Duration::from_secs(self.ping_interval))
+            .with_pong_timeout(Duration::from_secs(self.pong_timeout))
+            .with_max_frame_rate(self.max_frame_rate))
+    }
 }
 
 /// Parses the flags, binds, builds the app with `app` and serves it until
@@ -52,16 +111,13 @@ pub(crate) async fn serve(
         .await
         .context("connecting to Redis")?;
     let shutdown = Shutdown::new();
-    let app = app(
-        ConnectionConfig::default()
-            .with_shutdown(shutdown.clone())
-            .with_read_buffer_size(args.read_buffer),
-        layer,
-    );
+    let app = app(args.connection_config(shutdown.clone())?, layer);
+    let serve = ServeConfig::default()
+        .with_handshake_timeout(Duration::from_secs(args.handshake_timeout));
     // Tests and scripts read this line to find the port when --addr ends in :0.
     println!("listening on http://{addr}");
     tracing::info!(%addr, "{what} ready");
-    chanmux_server::run(listener, app, shutdown, ctrl_c())
+    chanmux_server::run(listener, app, serve, shutdown, ctrl_c())
         .await
         .context("serving")?;
     Ok(())

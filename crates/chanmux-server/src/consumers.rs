@@ -1,8 +1,8 @@
 //! The consumers of the reference test suite, served by the demo and the
 //! conformance example, and the demo's `chat`.
 
-use chanmux::layer::{GroupName, Message, NameError};
-use chanmux::{BoxError, Consumer, Context, Text};
+use chanmux::layer::{GroupName, LayerError, MAX_NAME_LEN, Message};
+use chanmux::{BoxError, Consumer, Context, GroupError, Text};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -103,7 +103,8 @@ impl Consumer for RaiseInConnect {
 ///   allowed.
 ///
 /// Anything else is answered with `{"error": "<what was expected>"}`. Room
-/// names follow group-name rules: ASCII letters, digits, `-`, `_`, `.`.
+/// names are 1–95 ASCII letters, digits, `-`, `_`, `.`; a connection may be
+/// in as many rooms as the layer allows per consumer (1,000 by default).
 #[derive(Debug, Default)]
 pub struct Chat;
 
@@ -122,9 +123,33 @@ struct Said<'a> {
     message: &'a RawValue,
 }
 
-/// The group of a chat room.
-fn room_group(room: &str) -> Result<GroupName, NameError> {
-    GroupName::new(&format!("chat.{room}"))
+/// Rooms are groups named `chat.<room>`, so a room name may be this long.
+const MAX_ROOM_LEN: usize = MAX_NAME_LEN - "chat.".len();
+
+/// The group of a chat room; errors speak of the room name the client sent.
+fn room_group(room: &str) -> Result<GroupName, String> {
+    if room.is_empty() {
+        return Err("a room name cannot be empty".to_owned());
+    }
+    if room.len() > MAX_ROOM_LEN {
+        return Err(format!(
+            "room name is {} bytes long; at most {MAX_ROOM_LEN} are allowed",
+            room.len()
+        ));
+    }
+    GroupName::new(&format!("chat.{room}")).map_err(|_| {
+        format!("room name {room:?} may only hold ASCII letters, digits, '-', '_' and '.'")
+    })
+}
+
+/// What a client is told when joining fails.
+fn join_error(error: &GroupError) -> String {
+    match error {
+        GroupError::Layer(LayerError::TooManyGroups { limit }) => {
+            format!("you may be in at most {limit} rooms; leave one first")
+        }
+        other => other.to_string(),
+    }
 }
 
 impl Consumer for Chat {
@@ -137,11 +162,11 @@ impl Consumer for Chat {
             ChatRequest {
                 join: Some(room), ..
             } => match room_group(&room) {
-                Ok(group) => ctx
-                    .group_add(group.as_str())
-                    .await
-                    .map(|()| json!({"joined": room})),
-                Err(e) => return reply_error(ctx, &e.to_string()).await,
+                Ok(group) => match ctx.group_add(group.as_str()).await {
+                    Ok(()) => Ok(json!({"joined": room})),
+                    Err(e) => return reply_error(ctx, &join_error(&e)).await,
+                },
+                Err(e) => return reply_error(ctx, &e).await,
             },
             ChatRequest {
                 leave: Some(room), ..
@@ -150,7 +175,7 @@ impl Consumer for Chat {
                     .group_discard(group.as_str())
                     .await
                     .map(|()| json!({"left": room})),
-                Err(e) => return reply_error(ctx, &e.to_string()).await,
+                Err(e) => return reply_error(ctx, &e).await,
             },
             ChatRequest {
                 room: Some(room),
@@ -159,7 +184,7 @@ impl Consumer for Chat {
             } => {
                 let group = match room_group(&room) {
                     Ok(group) => group,
-                    Err(e) => return reply_error(ctx, &e.to_string()).await,
+                    Err(e) => return reply_error(ctx, &e).await,
                 };
                 let layer = ctx.layer().ok_or("the chat stream needs a channel layer")?;
                 // The message is passed on as raw JSON: exact text, one serialisation.

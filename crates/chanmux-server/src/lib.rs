@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::response::Html;
-use chanmux::axum::{ConnectionAddrs, websocket_with_config};
+use chanmux::axum::{ServeConfig, serve, websocket_with_config};
 use chanmux::layer::SharedLayer;
 use chanmux::{ConnectionConfig, Demultiplexer, Shutdown};
 use tokio::net::TcpListener;
@@ -103,8 +103,9 @@ pub fn conformance_router(config: ConnectionConfig, layer: SharedLayer) -> Route
         .route("/ws/lastclose/", websocket_with_config(last_close, config))
 }
 
-/// Serves `app` on `listener` until `signal` resolves; then closes every
-/// WebSocket with 1001 and waits (up to 10 s) for them to finish.
+/// Serves `app` on `listener` with `config` (TCP_NODELAY, the handshake
+/// timeout) until `signal` resolves; then closes every WebSocket with 1001
+/// and waits (up to 10 s) for them to finish.
 ///
 /// `shutdown` must be the switch given to the routes' [`ConnectionConfig`].
 ///
@@ -114,20 +115,17 @@ pub fn conformance_router(config: ConnectionConfig, layer: SharedLayer) -> Route
 pub async fn run(
     listener: TcpListener,
     app: Router,
+    config: ServeConfig,
     shutdown: Shutdown,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let switch = shutdown.clone();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<ConnectionAddrs>(),
-    )
-    .with_graceful_shutdown(async move {
+    let signal = async move {
         signal.await;
         tracing::info!("shutting down: closing WebSockets with 1001");
         switch.trigger();
-    })
-    .await?;
+    };
+    serve(listener, app, config, signal).await?;
     if tokio::time::timeout(DRAIN_TIMEOUT, shutdown.drained())
         .await
         .is_err()

@@ -7,6 +7,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use chanmux::layer::{InMemoryLayer, SharedLayer};
+use chanmux::axum::ServeConfig;
 use chanmux::{ConnectionConfig, Shutdown};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -52,6 +53,7 @@ impl Server {
         let task = tokio::spawn(chanmux_server::run(
             listener,
             app,
+            ServeConfig::default(),
             shutdown.clone(),
             async {
                 let _ = stopped.await;

@@ -45,20 +45,28 @@ impl CloseFrame {
     }
 }
 
-/// The underlying socket failed.
+/// The underlying socket failed, or the client broke the WebSocket protocol.
 #[derive(Debug, thiserror::Error)]
 #[error("transport error: {source}")]
 pub struct TransportError {
-    too_large: bool,
+    kind: Kind,
     #[source]
     source: crate::BoxError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Io,
+    TooLarge,
+    Protocol,
+    InvalidUtf8,
 }
 
 impl TransportError {
     /// Wraps the WebSocket library's error.
     pub fn new(source: impl Into<crate::BoxError>) -> Self {
         TransportError {
-            too_large: false,
+            kind: Kind::Io,
             source: source.into(),
         }
     }
@@ -67,14 +75,45 @@ impl TransportError {
     /// connection answers with close code 1009.
     pub fn message_too_large(source: impl Into<crate::BoxError>) -> Self {
         TransportError {
-            too_large: true,
+            kind: Kind::TooLarge,
+            source: source.into(),
+        }
+    }
+
+    /// The client broke the WebSocket protocol (a bad opcode, an oversized
+    /// or fragmented control frame, a masking error); the connection
+    /// answers with close code 1002.
+    pub fn protocol(source: impl Into<crate::BoxError>) -> Self {
+        TransportError {
+            kind: Kind::Protocol,
+            source: source.into(),
+        }
+    }
+
+    /// A text message was not valid UTF-8; the connection answers with
+    /// close code 1007.
+    pub fn invalid_utf8(source: impl Into<crate::BoxError>) -> Self {
+        TransportError {
+            kind: Kind::InvalidUtf8,
             source: source.into(),
         }
     }
 
     /// Whether an incoming message was over the size limit.
     pub fn is_message_too_large(&self) -> bool {
-        self.too_large
+        self.kind == Kind::TooLarge
+    }
+
+    /// The close code to answer the client with, when the error is the
+    /// client's (RFC 6455: 1002, 1007, 1009); `None` when the socket itself
+    /// failed and nothing can be sent.
+    pub fn close_code(&self) -> Option<u16> {
+        match self.kind {
+            Kind::Io => None,
+            Kind::TooLarge => Some(chanmux_core::close_code::SIZE),
+            Kind::Protocol => Some(chanmux_core::close_code::PROTOCOL),
+            Kind::InvalidUtf8 => Some(chanmux_core::close_code::INVALID_DATA),
+        }
     }
 }
 

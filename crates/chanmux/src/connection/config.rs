@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::Shutdown;
 use crate::layer::SharedLayer;
+use crate::{ConnectionLimits, OriginPolicy, Shutdown};
 
 /// Settings for serving one WebSocket connection.
 ///
@@ -27,9 +27,30 @@ pub struct ConnectionConfig {
     /// disconnected with 1013 "slow client". Default 10 s.
     pub slow_client_timeout: Duration,
     /// Hard limit on one incoming message; larger ones close the socket with
-    /// 1009. Keep it above the demultiplexer's `max_frame_size` so that
-    /// moderately large frames get an error frame instead. Default 8 MiB.
+    /// 1009 as soon as a frame header announces them or that many bytes have
+    /// arrived. An application that declares a smaller limit (a
+    /// demultiplexer's `max_frame_size`, see
+    /// [`ConsumerFactory::max_message_size`](crate::ConsumerFactory::max_message_size))
+    /// lowers it for its connections. Default 8 MiB.
     pub max_message_size: usize,
+    /// Which web pages may open a socket; others get HTTP 403. Default:
+    /// same host, or no `Origin` header (see [`OriginPolicy`]).
+    pub origins: OriginPolicy,
+    /// Open connections in all and per client address; over them the
+    /// upgrade gets 503 or 429. Default 10,000 and 1,000 (see
+    /// [`ConnectionLimits`]); clones of this config share the counts.
+    pub limits: ConnectionLimits,
+    /// After this long without a frame from the client, send it a ping.
+    /// Zero turns pings off. Default 25 s.
+    pub ping_interval: Duration,
+    /// After a ping, how long to wait for anything from the client before
+    /// ending the connection (consumers hear 1006; the client gets a
+    /// best-effort close 1001 "ping timeout"). Default 10 s.
+    pub pong_timeout: Duration,
+    /// Frames per second a client may send (and in one burst); frames over
+    /// it are not delivered and are answered with a `rate_limited` error
+    /// frame. Zero means no limit. Default 1,000.
+    pub max_frame_rate: u32,
     /// Initial read buffer of the WebSocket (it grows for large frames).
     /// Default 1 KiB, instead of tungstenite's 128 KiB, so idle connections
     /// stay cheap; `scripts/bench.sh` measured no throughput loss against
@@ -53,6 +74,11 @@ impl Default for ConnectionConfig {
             outbound_capacity: 64,
             slow_client_timeout: Duration::from_secs(10),
             max_message_size: 8 * 1024 * 1024,
+            origins: OriginPolicy::default(),
+            limits: ConnectionLimits::default(),
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(10),
+            max_frame_rate: 1_000,
             read_buffer_size: 1024,
             write_buffer_size: 8 * 1024,
             shutdown: None,
@@ -114,6 +140,42 @@ impl ConnectionConfig {
         self
     }
 
+    /// Sets [`origins`](Self::origins), the origin policy (default: same host).
+    #[must_use]
+    pub fn with_origins(mut self, origins: OriginPolicy) -> Self {
+        self.origins = origins;
+        self
+    }
+
+    /// Sets [`limits`](Self::limits) on open connections.
+    #[must_use]
+    pub fn with_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets [`ping_interval`](Self::ping_interval) (default 25 s; zero: no pings).
+    #[must_use]
+    pub fn with_ping_interval(mut self, interval: Duration) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// Sets [`pong_timeout`](Self::pong_timeout) (default 10 s).
+    #[must_use]
+    pub fn with_pong_timeout(mut self, timeout: Duration) -> Self {
+        self.pong_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_frame_rate`](Self::max_frame_rate) (default 1,000 frames
+    /// per second; zero: no limit).
+    #[must_use]
+    pub fn with_max_frame_rate(mut self, frames_per_second: u32) -> Self {
+        self.max_frame_rate = frames_per_second;
+        self
+    }
+
     /// Sets [`read_buffer_size`](Self::read_buffer_size) (default 1 KiB).
     #[must_use]
     pub fn with_read_buffer_size(mut self, bytes: usize) -> Self {
@@ -152,6 +214,11 @@ impl std::fmt::Debug for ConnectionConfig {
             .field("outbound_capacity", &self.outbound_capacity)
             .field("slow_client_timeout", &self.slow_client_timeout)
             .field("max_message_size", &self.max_message_size)
+            .field("origins", &self.origins)
+            .field("limits", &self.limits)
+            .field("ping_interval", &self.ping_interval)
+            .field("pong_timeout", &self.pong_timeout)
+            .field("max_frame_rate", &self.max_frame_rate)
             .field("read_buffer_size", &self.read_buffer_size)
             .field("write_buffer_size", &self.write_buffer_size)
             .field("shutdown", &self.shutdown)

@@ -10,6 +10,8 @@
 //! in one task, and only the writer is a second one.
 
 mod config;
+mod heartbeat;
+mod rate;
 mod writer;
 
 use std::fmt;
@@ -19,19 +21,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chanmux_core::close_code;
+use chanmux_core::ErrorCode;
 use futures_util::future::{BoxFuture, join};
-use futures_util::{Sink, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, Stream, StreamExt};
 use http::StatusCode;
 use tokio::sync::oneshot;
-use tokio::time::timeout;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, timeout};
 
 pub use config::ConnectionConfig;
 
 use crate::consumer::{Decision, Event, Outbound};
+use crate::limits::{Admission, OverLimit};
 use crate::queue::{self, TrySendError};
 use crate::shutdown::Registration;
 use crate::transport::{Frame, Transport, TransportError};
+use crate::demultiplexer::Router;
 use crate::{ConsumerFactory, Context, Scope, Start};
+use heartbeat::{Beat, Heartbeat};
+use rate::FrameRate;
 use writer::WriterEnd;
 
 /// The consumer's answer to a connection attempt.
@@ -53,15 +61,34 @@ pub enum Refusal {
     TimedOut,
     /// The consumer failed in connect (returned an error or panicked).
     Failed,
+    /// The request's `Origin` is not allowed ([`ConnectionConfig::origins`]).
+    Origin,
+    /// The server holds its maximum of connections ([`ConnectionConfig::limits`]).
+    OverCapacity,
+    /// The client's address holds its maximum of connections.
+    TooManyFromAddress,
 }
 
+/// What a client refused for capacity is told to wait before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
 impl Refusal {
-    /// The HTTP status for the upgrade response: 403, or 500 when the consumer failed.
+    /// The HTTP status for the upgrade response: 403 (refused, timed out, or
+    /// a foreign origin), 500 when the consumer failed, 503 over the
+    /// connection limit, 429 over the per-address limit.
     pub fn status(self) -> StatusCode {
         match self {
-            Refusal::Refused | Refusal::TimedOut => StatusCode::FORBIDDEN,
+            Refusal::Refused | Refusal::TimedOut | Refusal::Origin => StatusCode::FORBIDDEN,
             Refusal::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+            Refusal::OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::TooManyFromAddress => StatusCode::TOO_MANY_REQUESTS,
         }
+    }
+
+    /// For the `Retry-After` header: how long to wait before trying again,
+    /// when a limit refused the connection.
+    pub fn retry_after(self) -> Option<Duration> {
+        matches!(self, Refusal::OverCapacity | Refusal::TooManyFromAddress).then_some(RETRY_AFTER)
     }
 }
 
@@ -83,6 +110,8 @@ struct Parts {
     outbound: queue::Receiver<Outbound>,
     timeouts: Timeouts,
     registration: Option<Registration>,
+    /// The connection's slot under [`ConnectionConfig::limits`].
+    admission: Admission,
 }
 
 /// The settings a connection still needs once accepted.
@@ -90,10 +119,17 @@ struct Parts {
 struct Timeouts {
     close: Duration,
     slow_client: Duration,
+    ping_interval: Duration,
+    pong_timeout: Duration,
+    max_frame_rate: u32,
 }
 
 /// Starts `app` for a new connection and waits (up to the connect timeout)
 /// for it to accept or refuse.
+///
+/// First, before any consumer starts, the request's origin is checked
+/// against [`ConnectionConfig::origins`] and the connection takes a slot
+/// under [`ConnectionConfig::limits`]; either can refuse it.
 ///
 /// The consumer runs inside this future until it decides, then inside
 /// [`Accepted::serve`]. Must be called within a Tokio runtime (a refused
@@ -107,6 +143,21 @@ pub async fn start(
     scope: Scope,
     config: &ConnectionConfig,
 ) -> Handshake {
+    if let Err(origin) = config.origins.check(&scope.headers) {
+        tracing::debug!(origin = %String::from_utf8_lossy(origin), path = %scope.path, "origin not allowed; refusing");
+        return Handshake::Refused(Refusal::Origin);
+    }
+    let admission = match config.limits.admit(&scope) {
+        Ok(admission) => admission,
+        Err(over) => {
+            let client = config.limits.client_address(&scope);
+            tracing::debug!(?client, ?over, "connection limit reached; refusing");
+            return Handshake::Refused(match over {
+                OverLimit::Total => Refusal::OverCapacity,
+                OverLimit::Address => Refusal::TooManyFromAddress,
+            });
+        }
+    };
     let (decision_tx, decision_rx) = oneshot::channel();
     let (outbound_tx, outbound) = queue::bounded(config.outbound_capacity);
     let (inbox, inbox_rx) = queue::bounded(config.inbox_capacity);
@@ -148,8 +199,12 @@ pub async fn start(
                     timeouts: Timeouts {
                         close: config.close_timeout,
                         slow_client: config.slow_client_timeout,
+                        ping_interval: config.ping_interval,
+                        pong_timeout: config.pong_timeout,
+                        max_frame_rate: config.max_frame_rate,
                     },
                     registration: config.shutdown.as_ref().map(|s| s.register()),
+                    admission,
                 }),
             });
         }
@@ -196,6 +251,7 @@ impl Accepted {
             outbound,
             timeouts,
             registration,
+            admission,
         } = self.parts.take().expect("serve is called once");
         serve(
             ctx,
@@ -203,7 +259,7 @@ impl Accepted {
             inbox,
             outbound,
             timeouts,
-            registration,
+            (registration, admission),
             transport.split(),
         )
     }
@@ -218,7 +274,7 @@ async fn serve<S, R>(
     inbox: queue::Sender<Event>,
     outbound: queue::Receiver<Outbound>,
     timeouts: Timeouts,
-    mut registration: Option<Registration>,
+    (mut registration, admission): (Option<Registration>, Admission),
     (sink, mut frames): (S, R),
 ) where
     S: Sink<Frame, Error = TransportError> + Send + Unpin + 'static,
@@ -237,6 +293,10 @@ async fn serve<S, R>(
     // While one waits, nothing more is read: TCP then slows the client.
     // Boxed: it is rare, and inline it would cost every connection.
     let mut pending: Option<Box<Event>> = None;
+    let mut rate = FrameRate::new(timeouts.max_frame_rate);
+    let mut heartbeat = Heartbeat::new(timeouts.ping_interval, timeouts.pong_timeout);
+    // Anything arrived since the heartbeat's timer last fired.
+    let mut heard = false;
     let code = {
         let mut shutdown = pin!(async {
             match registration.as_mut() {
@@ -244,6 +304,7 @@ async fn serve<S, R>(
                 None => std::future::pending().await,
             }
         });
+        let mut beat = pin!(sleep(heartbeat.map_or(Duration::MAX, |h| h.first())));
         loop {
             // In this order: the consumer handles what was routed to it
             // before the next frame is read (so one stream's burst does not
@@ -257,42 +318,57 @@ async fn serve<S, R>(
                     Err(_) => break close_code::ABNORMAL,
                 },
                 frame = frames.next(), if pending.is_none() => {
+                    let frame = match frame {
+                        Some(Ok(frame)) => frame,
+                        Some(Err(e)) => match e.close_code() {
+                            // The client's fault: tell it why (RFC 6455).
+                            Some(code) => {
+                                tracing::debug!(error = %e, code, "client broke the protocol or a limit");
+                                let reason = match code {
+                                    close_code::SIZE => "message too large",
+                                    close_code::INVALID_DATA => "invalid UTF-8",
+                                    _ => "protocol error",
+                                };
+                                Box::pin(last_words(&ctx, &mut writer, code, reason, timeouts.close)).await;
+                                writer_done = true;
+                                break code;
+                            }
+                            None => {
+                                tracing::debug!(error = %e, "transport failed");
+                                break close_code::ABNORMAL;
+                            }
+                        },
+                        None => break close_code::ABNORMAL,
+                    };
+                    heard = true;
+                    let data = matches!(frame, Frame::Text(_) | Frame::Binary(_));
+                    if data && rate.as_mut().is_some_and(|rate| !rate.allow()) {
+                        let limit = timeouts.max_frame_rate;
+                        Box::pin(over_rate(&ctx, router.as_deref(), limit)).await;
+                        continue;
+                    }
                     let event = match frame {
                         // A demultiplexer owning the socket routes here,
                         // without a hand-off to its runner; frames after
                         // it closed are dropped, as its runner would.
-                        Some(Ok(Frame::Text(text))) if router.is_some() => {
+                        Frame::Text(text) if router.is_some() => {
                             if let Some(router) = router.as_ref().filter(|_| ctx.is_accepted()) {
                                 router.route_text(text).await;
                             }
                             continue;
                         }
-                        Some(Ok(Frame::Binary(_))) if router.is_some() => {
+                        Frame::Binary(_) if router.is_some() => {
                             if let Some(router) = router.as_ref().filter(|_| ctx.is_accepted()) {
                                 router.route_binary().await;
                             }
                             continue;
                         }
-                        Some(Ok(Frame::Text(text))) => Event::Text(text),
-                        Some(Ok(Frame::Binary(data))) => Event::Binary(data),
-                        Some(Ok(Frame::Close(frame))) => {
+                        Frame::Text(text) => Event::Text(text),
+                        Frame::Binary(data) => Event::Binary(data),
+                        Frame::Close(frame) => {
                             break frame.map_or(close_code::NO_STATUS, |f| f.code);
                         }
-                        Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => continue,
-                        Some(Err(e)) if e.is_message_too_large() => {
-                            tracing::debug!(error = %e, "message over the transport limit");
-                            let _ = Box::pin(ctx.close_with(close_code::SIZE, "message too large")).await;
-                            if Box::pin(timeout(timeouts.close, &mut writer)).await.is_err() {
-                                writer.abort();
-                            }
-                            writer_done = true;
-                            break close_code::SIZE;
-                        }
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, "transport failed");
-                            break close_code::ABNORMAL;
-                        }
-                        None => break close_code::ABNORMAL,
+                        Frame::Ping(_) | Frame::Pong(_) => continue,
                     };
                     if let Err(TrySendError::Full(event)) = inbox.try_send(event) {
                         pending = Some(Box::new(event));
@@ -307,6 +383,22 @@ async fn serve<S, R>(
                         Ok(WriterEnd::SlowClient) => close_code::AGAIN,
                         _ => close_code::ABNORMAL,
                     };
+                }
+                () = &mut beat, if heartbeat.is_some() => {
+                    let next = match heartbeat.as_mut().map(|h| h.fire(std::mem::take(&mut heard))) {
+                        Some(Beat::Wait(next)) => next,
+                        Some(Beat::Ping(next)) => {
+                            ctx.try_send_ping();
+                            next
+                        }
+                        _ => {
+                            tracing::debug!("no answer to a ping; ending the connection");
+                            Box::pin(last_words(&ctx, &mut writer, close_code::AWAY, "ping timeout", LAST_WORDS)).await;
+                            writer_done = true;
+                            break close_code::ABNORMAL;
+                        }
+                    };
+                    beat.as_mut().reset(Instant::now() + next);
                 }
                 () = &mut shutdown, if !shutting_down => {
                     shutting_down = true;
@@ -330,7 +422,41 @@ async fn serve<S, R>(
     {
         writer.abort();
     }
-    drop(registration);
+    drop((registration, admission));
+}
+
+/// How long a client that is being dropped (it stopped answering pings)
+/// gets for its close frame.
+const LAST_WORDS: Duration = Duration::from_secs(1);
+
+/// Sends a close frame if there is room for it, then gives the writer up to
+/// `wait` to send it before stopping it.
+async fn last_words(
+    ctx: &Context,
+    writer: &mut JoinHandle<WriterEnd>,
+    code: u16,
+    reason: &str,
+    wait: Duration,
+) {
+    // Never waits for room: a full queue means the client is not reading.
+    let _ = ctx.close_with(code, reason).now_or_never();
+    if timeout(wait, &mut *writer).await.is_err() {
+        writer.abort();
+    }
+}
+
+/// Answers a frame over the rate limit (it is dropped): with a
+/// demultiplexer's error frame (or its strict close), else an error frame
+/// from the socket.
+async fn over_rate(ctx: &Context, router: Option<&Router>, limit: u32) {
+    tracing::debug!(limit, "frame over the rate limit; dropped");
+    match router {
+        Some(router) => router.reject_rate_limited(limit).await,
+        None => {
+            let message = format!("more than {limit} frames per second; frame dropped");
+            let _ = ctx.send_error(ErrorCode::RateLimited, &message).await;
+        }
+    }
 }
 
 impl Drop for Accepted {

@@ -5,6 +5,7 @@ use std::pin::pin;
 use std::time::Duration;
 
 use chanmux_core::close_code;
+use bytes::Bytes;
 use futures_util::{FutureExt, Sink, SinkExt};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
@@ -103,6 +104,7 @@ where
         let frame = match message {
             Outbound::Text(text) => Frame::Text(text),
             Outbound::Binary(data) => Frame::Binary(data),
+            Outbound::Ping => Frame::Ping(Bytes::new()),
             Outbound::Close(code, mut reason) => {
                 truncate_reason(&mut reason);
                 sink.send(Frame::Close(Some(CloseFrame { code, reason })))

@@ -90,6 +90,8 @@ pub(crate) enum Outbound {
     Text(Text),
     Binary(Bytes),
     Close(u16, String),
+    /// A WebSocket ping from the connection's heartbeat.
+    Ping,
 }
 
 /// How a consumer answered the handshake.
@@ -584,6 +586,17 @@ impl Context {
             inbox.downgrade(),
         );
         (ctx, inbox_rx)
+    }
+}
+
+impl Context {
+    /// Queues a WebSocket ping, unless the outbound queue is full (then the
+    /// socket is busy sending, and the pong timeout still decides). Only for
+    /// the socket's own context.
+    pub(crate) fn try_send_ping(&self) {
+        if let Link::Socket(link) = &self.inner.link {
+            let _ = link.outbound.try_send(Outbound::Ping);
+        }
     }
 }
 

@@ -18,6 +18,14 @@ pub trait ConsumerFactory: Send + Sync + 'static {
     /// Makes a consumer for the connection described by `start` and returns
     /// the future that runs its whole lifecycle.
     fn start(&self, start: Start) -> BoxFuture<'static, ()>;
+
+    /// The largest message this application reads, if it has a limit: the
+    /// transport then refuses larger messages itself (close 1009) as soon as
+    /// it knows, instead of buffering them. Default: none (the connection's
+    /// [`max_message_size`](crate::ConnectionConfig::max_message_size) applies).
+    fn max_message_size(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<F, C> ConsumerFactory for F

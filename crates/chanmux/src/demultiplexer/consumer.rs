@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chanmux_core::{Envelope, ErrorCode};
+use chanmux_core::{Envelope, ErrorCode, MAX_ECHOED_NAME};
 use futures_util::future::{BoxFuture, join_all};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
@@ -105,7 +105,11 @@ impl Router {
                 Some(&index) => (index, envelope.payload_range(text.as_str())),
                 None => {
                     let stream = envelope.stream();
-                    let message = format!("no stream named {stream:?}");
+                    let message = if stream.len() <= MAX_ECHOED_NAME {
+                        format!("no stream named {stream:?}")
+                    } else {
+                        format!("no stream has a name of {} bytes", stream.len())
+                    };
                     self.reject(ErrorCode::UnknownStream, &message, Some(stream))
                         .await;
                     return;
@@ -135,6 +139,12 @@ impl Router {
             _ => format!("stream {name:?} is not accepting frames"),
         };
         self.reject(refusal, &message, Some(name)).await;
+    }
+
+    /// Answers a frame over the connection's rate limit (it was dropped).
+    pub(crate) async fn reject_rate_limited(&self, limit: u32) {
+        let message = format!("more than {limit} frames per second; frame dropped");
+        self.reject(ErrorCode::RateLimited, &message, None).await;
     }
 
     /// Answers a binary frame: the multiplexed protocol is text only.

@@ -304,6 +304,10 @@ impl ConsumerFactory for Demultiplexer {
     fn start(&self, start: Start) -> BoxFuture<'static, ()> {
         consumer::start(&self.spec, start)
     }
+
+    fn max_message_size(&self) -> Option<usize> {
+        Some(self.spec.config.max_frame_size)
+    }
 }
 
 impl fmt::Debug for Demultiplexer {

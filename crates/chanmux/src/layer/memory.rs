@@ -31,10 +31,18 @@ impl Default for InMemoryLayer {
 impl InMemoryLayer {
     /// An empty layer.
     pub fn new() -> Self {
+        InMemoryLayer::with_max_groups_per_channel(chanmux_core::DEFAULT_MAX_GROUPS_PER_CHANNEL)
+    }
+
+    /// An empty layer where one channel (one consumer) may be in at most
+    /// `limit` groups (default 1,000; 0 means no limit): `group_add` beyond
+    /// it fails with [`LayerError::TooManyGroups`].
+    pub fn with_max_groups_per_channel(limit: usize) -> Self {
         // The prefix makes channel names unique across layers in a process.
         let prefix = format!("memory{}", NEXT_LAYER.fetch_add(1, Ordering::Relaxed));
+        let local = LocalChannels::new(prefix).with_max_groups_per_channel(limit);
         InMemoryLayer {
-            local: Arc::new(LocalChannels::new(prefix)),
+            local: Arc::new(local),
         }
     }
 }

@@ -25,6 +25,10 @@
 //! upgrade is answered: 101 when it accepts, 403 when it refuses or times
 //! out, 500 when it fails.
 
+mod serve;
+
+pub use serve::{ServeConfig, serve};
+
 use std::future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,10 +41,11 @@ use axum::routing::MethodRouter;
 use axum::serve::IncomingStream;
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
+use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue};
 use tokio::net::TcpListener;
 
-use crate::connection::{self, ConnectionConfig, Handshake};
+use crate::connection::{self, ConnectionConfig, Handshake, Refusal};
 use crate::scope::parse_subprotocols;
 use crate::transport::{CloseFrame, Frame, Transport, TransportError};
 use crate::{ConsumerFactory, Scope, Text};
@@ -125,20 +130,37 @@ async fn upgrade(
         path_params,
         extensions: parts.extensions,
     };
+    // The application's own limit, when lower: larger messages are refused
+    // as their frame header arrives, not buffered first.
+    let max_message = app
+        .max_message_size()
+        .map_or(config.max_message_size, |max| max.min(config.max_message_size));
     match connection::start(app, scope, config).await {
-        Handshake::Refused(refusal) => refusal.status().into_response(),
+        Handshake::Refused(refusal) => refused(refusal),
         Handshake::Accepted(accepted) => {
             let mut ws = ws
                 .read_buffer_size(config.read_buffer_size)
                 .write_buffer_size(config.write_buffer_size)
-                .max_message_size(config.max_message_size)
-                .max_frame_size(config.max_message_size);
+                .max_message_size(max_message)
+                .max_frame_size(max_message);
             if let Some(protocol) = accepted.subprotocol() {
                 ws = ws.protocols([protocol.to_owned()]);
             }
             ws.on_upgrade(move |socket| accepted.serve(transport(socket)))
         }
     }
+}
+
+/// The upgrade's answer for a refused connection: its status, and
+/// `Retry-After` when a limit refused it.
+fn refused(refusal: Refusal) -> Response {
+    let mut response = refusal.status().into_response();
+    if let Some(wait) = refusal.retry_after() {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+    }
+    response
 }
 
 /// Adapts axum's socket to a [`Transport`] without copying message text.
@@ -149,17 +171,15 @@ fn transport(socket: WebSocket) -> impl Transport {
         .with(|frame: Frame| future::ready(Ok::<_, TransportError>(to_axum(frame))))
 }
 
-/// Tells an oversized message (answered with 1009) from other failures.
+/// Tells the client's faults (answered with 1009, 1002 or 1007) from the
+/// socket failing.
 fn read_error(error: axum::Error) -> TransportError {
     let inner = error.into_inner();
-    let too_large = matches!(
-        inner.downcast_ref::<tungstenite::Error>(),
-        Some(tungstenite::Error::Capacity(_))
-    );
-    if too_large {
-        TransportError::message_too_large(inner)
-    } else {
-        TransportError::new(inner)
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => TransportError::message_too_large(inner),
+        Some(tungstenite::Error::Protocol(_)) => TransportError::protocol(inner),
+        Some(tungstenite::Error::Utf8(_)) => TransportError::invalid_utf8(inner),
+        _ => TransportError::new(inner),
     }
 }
 
