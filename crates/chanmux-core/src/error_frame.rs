@@ -138,7 +138,10 @@ mod tests {
     fn long_stream_names_are_not_echoed() {
         let longest = "s".repeat(MAX_ECHOED_NAME);
         let frame = error_frame(ErrorCode::UnknownStream, "m", Some(&longest));
-        assert!(frame.ends_with(&format!(r#""stream":"{longest}"}}"#)), "{frame}");
+        assert!(
+            frame.ends_with(&format!(r#""stream":"{longest}"}}"#)),
+            "{frame}"
+        );
         let over = "s".repeat(MAX_ECHOED_NAME + 1);
         let frame = error_frame(ErrorCode::UnknownStream, "m", Some(&over));
         assert!(frame.ends_with(r#""stream":null}"#), "{frame}");

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use chanmux::layer::SharedLayer;
 use chanmux::axum::ServeConfig;
+use chanmux::layer::SharedLayer;
 use chanmux::{ConnectionConfig, ConnectionLimits, OriginPolicy, Shutdown};
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -34,7 +34,11 @@ pub(crate) struct Args {
     /// e.g. `https://*.example.com`); repeatable. Pages on the server's own
     /// host and clients that send no Origin are always allowed; `*` allows
     /// every origin.
-    #[arg(long = "allowed-origin", env = "CHANMUX_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-origin",
+        env = "CHANMUX_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
     pub(crate) allowed_origins: Vec<String>,
     /// Seconds of silence from a client before it is pinged; 0 turns pings off.
     #[arg(long, env = "CHANMUX_PING_INTERVAL", default_value_t = 25)]
@@ -55,7 +59,11 @@ pub(crate) struct Args {
     pub(crate) max_connections_per_ip: usize,
     /// A proxy (address or CIDR range) whose X-Forwarded-For names the
     /// client, for the per-address limit; repeatable.
-    #[arg(long = "trusted-proxy", env = "CHANMUX_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-proxy",
+        env = "CHANMUX_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     pub(crate) trusted_proxies: Vec<String>,
     /// Frames per second one connection may send (and in one burst); more
     /// are answered with a `rate_limited` error frame. 0 for no limit.
@@ -71,7 +79,9 @@ impl Args {
             origins = origins.allow(pattern);
         }
         if origins.allows_any() {
-            tracing::warn!("every origin is allowed: any web page can open a WebSocket with its visitors' cookies");
+            tracing::warn!(
+                "every origin is allowed: any web page can open a WebSocket with its visitors' cookies"
+            );
         }
         let mut limits = ConnectionLimits::new(self.max_connections, self.max_connections_per_ip);
         for proxy in &self.trusted_proxies {
@@ -112,8 +122,8 @@ pub(crate) async fn serve(
         .context("connecting to Redis")?;
     let shutdown = Shutdown::new();
     let app = app(args.connection_config(shutdown.clone())?, layer);
-    let serve = ServeConfig::default()
-        .with_handshake_timeout(Duration::from_secs(args.handshake_timeout));
+    let serve =
+        ServeConfig::default().with_handshake_timeout(Duration::from_secs(args.handshake_timeout));
     // Tests and scripts read this line to find the port when --addr ends in :0.
     println!("listening on http://{addr}");
     tracing::info!(%addr, "{what} ready");

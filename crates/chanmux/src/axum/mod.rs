@@ -134,7 +134,9 @@ async fn upgrade(
     // as their frame header arrives, not buffered first.
     let max_message = app
         .max_message_size()
-        .map_or(config.max_message_size, |max| max.min(config.max_message_size));
+        .map_or(config.max_message_size, |max| {
+            max.min(config.max_message_size)
+        });
     match connection::start(app, scope, config).await {
         Handshake::Refused(refusal) => refused(refusal),
         Handshake::Accepted(accepted) => {

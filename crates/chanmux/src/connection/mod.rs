@@ -20,8 +20,8 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chanmux_core::close_code;
 use chanmux_core::ErrorCode;
+use chanmux_core::close_code;
 use futures_util::future::{BoxFuture, join};
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
 use http::StatusCode;
@@ -32,11 +32,11 @@ use tokio::time::{Instant, sleep, timeout};
 pub use config::ConnectionConfig;
 
 use crate::consumer::{Decision, Event, Outbound};
+use crate::demultiplexer::Router;
 use crate::limits::{Admission, OverLimit};
 use crate::queue::{self, TrySendError};
 use crate::shutdown::Registration;
 use crate::transport::{Frame, Transport, TransportError};
-use crate::demultiplexer::Router;
 use crate::{ConsumerFactory, Context, Scope, Start};
 use heartbeat::{Beat, Heartbeat};
 use rate::FrameRate;

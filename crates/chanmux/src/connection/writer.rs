@@ -4,8 +4,8 @@
 use std::pin::pin;
 use std::time::Duration;
 
-use chanmux_core::close_code;
 use bytes::Bytes;
+use chanmux_core::close_code;
 use futures_util::{FutureExt, Sink, SinkExt};
 use tokio::sync::oneshot;
 use tokio::time::timeout;

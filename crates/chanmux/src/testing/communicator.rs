@@ -11,7 +11,7 @@ use futures_channel::mpsc;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use http::StatusCode;
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout_at};
 
 use crate::connection::{self, ConnectionConfig, Handshake};
 use crate::transport::{CloseFrame, Frame, TransportError};
@@ -65,6 +65,8 @@ struct Socket {
     from_server: mpsc::Receiver<Frame>,
     server: JoinHandle<()>,
     closed: bool,
+    /// Pings read (and answered) so far.
+    pings: usize,
 }
 
 /// What [`Communicator::connect`] saw.
@@ -182,6 +184,7 @@ impl Communicator {
                     from_server,
                     server,
                     closed: false,
+                    pings: 0,
                 });
                 ConnectOutcome::Accepted { subprotocol }
             }
@@ -216,8 +219,16 @@ impl Communicator {
         tokio::task::yield_now().await;
     }
 
+    /// Pings from the server read so far. Pings are answered with a pong as
+    /// they are read (by any `receive_*` call), as a WebSocket client
+    /// library would; a test that reads nothing answers nothing.
+    pub fn pings_received(&self) -> usize {
+        self.socket.as_ref().map_or(0, |s| s.pings)
+    }
+
     /// Waits for the next message from the server. A close from the server
-    /// is answered with the same code, as a real client would.
+    /// is answered with the same code, as a real client would; a ping with
+    /// a pong.
     ///
     /// # Errors
     ///
@@ -230,8 +241,10 @@ impl Communicator {
     /// The next message within `wait`, answering a close as a client would.
     async fn next_output(&mut self, wait: Duration) -> Result<Output, ReceiveError> {
         let socket = self.socket();
+        // One deadline for the whole wait: answering pings does not extend it.
+        let deadline = Instant::now() + wait;
         loop {
-            let frame = match timeout(wait, socket.from_server.next()).await {
+            let frame = match timeout_at(deadline, socket.from_server.next()).await {
                 Err(_) => return Err(ReceiveError::Timeout(wait)),
                 Ok(None) => return Err(ReceiveError::Closed),
                 Ok(Some(frame)) => frame,
@@ -247,7 +260,13 @@ impl Communicator {
                     }
                     Output::Close(close)
                 }
-                Frame::Ping(_) | Frame::Pong(_) => continue,
+                // Answered as a WebSocket client library would, while reading.
+                Frame::Ping(data) => {
+                    socket.pings += 1;
+                    let _ = socket.to_server.unbounded_send(Ok(Frame::Pong(data)));
+                    continue;
+                }
+                Frame::Pong(_) => continue,
             });
         }
     }

@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod exposure;
 mod failures;
 mod fidelity;
 mod lifecycle;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use chanmux::axum::{ConnectionAddrs, websocket, websocket_with_config};
+use chanmux::axum::{ServeConfig, websocket, websocket_with_config};
 use chanmux::{BoxError, ConnectionConfig, Consumer, Context, Demultiplexer};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -21,20 +21,24 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use support::*;
 
+mod exposure;
+
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Serves `app` on a loopback port with the library's accept loop.
 async fn serve(app: Router) -> SocketAddr {
+    serve_with(app, ServeConfig::default()).await
+}
+
+async fn serve_with(app: Router, config: ServeConfig) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<ConnectionAddrs>(),
-        )
-        .await
-        .unwrap();
+        chanmux::axum::serve(listener, app, config, std::future::pending())
+            .await
+            .unwrap();
     });
     addr
 }
@@ -198,35 +202,28 @@ async fn refusals_answer_the_upgrade_with_403_or_500() {
 }
 
 #[tokio::test]
-async fn a_message_over_the_transport_limit_closes_with_1009_and_other_connections_go_on() {
+async fn a_message_over_the_frame_limit_closes_with_1009_and_other_connections_go_on() {
+    // The transport's limit follows the demultiplexer's frame limit, so an
+    // oversized message is refused as its header arrives, never buffered.
     let demux = Demultiplexer::builder()
         .stream("echo", || Echo)
         .max_frame_size(1024)
         .build();
     let config = ConnectionConfig::default().with_max_message_size(4096);
-    let addr = serve(Router::new().route("/ws/", websocket_with_config(demux, config))).await;
+    let app = Router::new()
+        .route("/ws/", websocket_with_config(demux, config.clone()))
+        .route("/plain/", websocket_with_config(|| Echo, config));
+    let addr = serve(app).await;
     let (mut other, _) = connect(addr, "/ws/", None).await.unwrap();
     let (mut client, _) = connect(addr, "/ws/", None).await.unwrap();
 
-    // Between the two limits: an error frame, and the socket stays.
-    client
+    let _ = client
         .send(Message::text(format!(
             r#"{{"stream":"echo","payload":"{}"}}"#,
             "x".repeat(2000)
         )))
-        .await
-        .unwrap();
-    assert_error_frame(&next_json(&mut client).await, "frame_too_large", None);
-    // Over the transport limit: the socket closes with 1009.
-    let _ = client.send(Message::text("y".repeat(8000))).await;
-    let close = loop {
-        match tokio::time::timeout(WAIT, client.next()).await.unwrap() {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close, got {other:?}"),
-        }
-    };
-    assert_eq!(close.map(|f| f.code), Some(CloseCode::Size));
+        .await;
+    assert_eq!(next_close(&mut client).await, Some(CloseCode::Size));
 
     other
         .send(Message::text(r#"{"stream":"echo","payload":"fine"}"#))
@@ -236,6 +233,27 @@ async fn a_message_over_the_transport_limit_closes_with_1009_and_other_connectio
         next_json(&mut other).await,
         json!({"stream": "echo", "payload": "fine"})
     );
+
+    // A consumer without a limit of its own gets the connection's.
+    let (mut plain, _) = connect(addr, "/plain/", None).await.unwrap();
+    plain.send(Message::text("z".repeat(3000))).await.unwrap();
+    match tokio::time::timeout(WAIT, plain.next()).await.unwrap() {
+        Some(Ok(Message::Text(text))) => assert_eq!(text.len(), 3000),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+    let _ = plain.send(Message::text("y".repeat(8000))).await;
+    assert_eq!(next_close(&mut plain).await, Some(CloseCode::Size));
+}
+
+/// The code of the next close frame, skipping anything before it.
+async fn next_close(client: &mut Client) -> Option<CloseCode> {
+    loop {
+        match tokio::time::timeout(WAIT, client.next()).await.unwrap() {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]
