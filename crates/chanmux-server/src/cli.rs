@@ -50,6 +50,10 @@ pub(crate) struct Args {
     /// idle time between keep-alive requests); 0 for no limit.
     #[arg(long, env = "CHANMUX_HANDSHAKE_TIMEOUT", default_value_t = 10)]
     pub(crate) handshake_timeout: u64,
+    /// Seconds a WebSocket message may take to arrive once it has started
+    /// (longer closes the connection with 1008); 0 for no limit.
+    #[arg(long, env = "CHANMUX_MESSAGE_TIMEOUT", default_value_t = 10)]
+    pub(crate) message_timeout: u64,
     /// Most WebSocket connections open at once (more get HTTP 503); 0 for no limit.
     #[arg(long, env = "CHANMUX_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub(crate) max_connections: usize,
@@ -94,6 +98,7 @@ impl Args {
             .with_limits(limits)
             .with_ping_interval(Duration::from_secs(self.ping_interval))
             .with_pong_timeout(Duration::from_secs(self.pong_timeout))
+            .with_message_timeout(Duration::from_secs(self.message_timeout))
             .with_max_frame_rate(self.max_frame_rate))
     }
 }

@@ -24,8 +24,9 @@ enum Buf {
     Owned(String),
     /// Shared by many recipients (a broadcast frame).
     Shared(std::sync::Arc<str>),
+    /// A received message, as the WebSocket library read it.
     #[cfg(feature = "axum")]
-    Axum(axum::extract::ws::Utf8Bytes),
+    Received(tungstenite::Utf8Bytes),
 }
 
 impl Text {
@@ -35,7 +36,7 @@ impl Text {
             Buf::Owned(s) => s.as_str(),
             Buf::Shared(s) => s,
             #[cfg(feature = "axum")]
-            Buf::Axum(b) => b.as_str(),
+            Buf::Received(b) => b.as_str(),
         };
         &all[self.start..self.end]
     }
@@ -116,19 +117,20 @@ impl Text {
         self.json
     }
 
-    /// Back to axum's type without copying the text: the received buffer
-    /// (or a slice of it), the owned string, or a slice of a shared
-    /// broadcast frame (each recipient only bumps its reference count).
+    /// To the WebSocket library's type without copying the text: the
+    /// received buffer (or a slice of it), the owned string, or a slice of
+    /// a shared broadcast frame (each recipient only bumps its reference
+    /// count).
     #[cfg(feature = "axum")]
-    pub(crate) fn into_axum(self) -> axum::extract::ws::Utf8Bytes {
-        use axum::extract::ws::Utf8Bytes;
+    pub(crate) fn into_received(self) -> tungstenite::Utf8Bytes {
         use bytes::Bytes;
+        use tungstenite::Utf8Bytes;
         let whole = self.start == 0 && self.end == self.buf_len();
         let (start, end) = (self.start, self.end);
         let bytes = match self.buf {
-            Buf::Axum(bytes) if whole => return bytes,
+            Buf::Received(bytes) if whole => return bytes,
             Buf::Owned(_) => return self.into_string().into(),
-            Buf::Axum(bytes) => Bytes::from(bytes),
+            Buf::Received(bytes) => Bytes::from(bytes),
             Buf::Shared(text) => Bytes::from_owner(SharedBytes(text)),
         };
         // A slice on char boundaries of UTF-8 text (as_str already relies on
@@ -141,15 +143,15 @@ impl Text {
         match &self.buf {
             Buf::Owned(s) => s.len(),
             Buf::Shared(s) => s.len(),
-            Buf::Axum(b) => b.as_str().len(),
+            Buf::Received(b) => b.as_str().len(),
         }
     }
 
     #[cfg(feature = "axum")]
-    pub(crate) fn from_axum(bytes: axum::extract::ws::Utf8Bytes) -> Self {
+    pub(crate) fn from_received(bytes: tungstenite::Utf8Bytes) -> Self {
         let end = bytes.as_str().len();
         Text {
-            buf: Buf::Axum(bytes),
+            buf: Buf::Received(bytes),
             start: 0,
             end,
             json: false,
@@ -228,16 +230,16 @@ mod tests {
 
     #[cfg(feature = "axum")]
     #[test]
-    fn every_kind_of_text_converts_to_axum_with_its_exact_contents() {
+    fn every_kind_of_text_converts_to_the_socket_type_with_its_exact_contents() {
         let shared: std::sync::Arc<str> = r#"{"frame":{"s":"é"}}"#.into();
         let slice = Text::shared_json(shared.clone(), 9..19);
-        assert_eq!(slice.into_axum().as_str(), r#"{"s":"é"}"#);
-        let received = Text::from_axum(r#"{"payload":[1,"é"]}"#.into());
+        assert_eq!(slice.into_received().as_str(), r#"{"s":"é"}"#);
+        let received = Text::from_received(r#"{"payload":[1,"é"]}"#.into());
         assert_eq!(
-            received.clone().json_slice(11..19).into_axum().as_str(),
+            received.clone().json_slice(11..19).into_received().as_str(),
             r#"[1,"é"]"#
         );
-        assert_eq!(received.into_axum().as_str(), r#"{"payload":[1,"é"]}"#);
-        assert_eq!(Text::from("owned").into_axum().as_str(), "owned");
+        assert_eq!(received.into_received().as_str(), r#"{"payload":[1,"é"]}"#);
+        assert_eq!(Text::from("owned").into_received().as_str(), "owned");
     }
 }

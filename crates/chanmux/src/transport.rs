@@ -60,6 +60,7 @@ enum Kind {
     TooLarge,
     Protocol,
     InvalidUtf8,
+    MessageTimeout,
 }
 
 impl TransportError {
@@ -99,20 +100,31 @@ impl TransportError {
         }
     }
 
+    /// A message started arriving and did not complete within `timeout`;
+    /// the connection answers with close code 1008.
+    pub fn message_timeout(timeout: std::time::Duration) -> Self {
+        TransportError {
+            kind: Kind::MessageTimeout,
+            source: format!("a message did not complete within {timeout:?}").into(),
+        }
+    }
+
     /// Whether an incoming message was over the size limit.
     pub fn is_message_too_large(&self) -> bool {
         self.kind == Kind::TooLarge
     }
 
-    /// The close code to answer the client with, when the error is the
-    /// client's (RFC 6455: 1002, 1007, 1009); `None` when the socket itself
-    /// failed and nothing can be sent.
-    pub fn close_code(&self) -> Option<u16> {
+    /// The close code and reason to answer the client with, when the error
+    /// is the client's (RFC 6455: 1002, 1007, 1008, 1009); `None` when the
+    /// socket itself failed and nothing can be sent.
+    pub fn close_code(&self) -> Option<(u16, &'static str)> {
+        use chanmux_core::close_code;
         match self.kind {
             Kind::Io => None,
-            Kind::TooLarge => Some(chanmux_core::close_code::SIZE),
-            Kind::Protocol => Some(chanmux_core::close_code::PROTOCOL),
-            Kind::InvalidUtf8 => Some(chanmux_core::close_code::INVALID_DATA),
+            Kind::TooLarge => Some((close_code::SIZE, "message too large")),
+            Kind::Protocol => Some((close_code::PROTOCOL, "protocol error")),
+            Kind::InvalidUtf8 => Some((close_code::INVALID_DATA, "invalid UTF-8")),
+            Kind::MessageTimeout => Some((close_code::POLICY, "message timeout")),
         }
     }
 }

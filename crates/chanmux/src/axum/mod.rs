@@ -26,29 +26,31 @@
 //! out, 500 when it fails.
 
 mod serve;
+mod socket;
+mod upgrade;
 
 pub use serve::{ServeConfig, serve};
 
-use std::future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::connect_info::Connected;
-use axum::extract::ws::{self, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use axum::serve::IncomingStream;
 use bytes::BytesMut;
-use futures_util::{SinkExt, StreamExt};
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::connection::{self, ConnectionConfig, Handshake, Refusal};
 use crate::scope::parse_subprotocols;
-use crate::transport::{CloseFrame, Frame, Transport, TransportError};
-use crate::{ConsumerFactory, Scope, Text};
+use crate::{ConsumerFactory, Scope};
+use socket::{Metered, Socket};
 
 /// A `GET` route that serves WebSocket connections with `app`, with default settings.
 pub fn websocket<S>(app: impl ConsumerFactory) -> MethodRouter<S>
@@ -99,9 +101,9 @@ async fn upgrade(
     request: Request,
 ) -> Response {
     let (mut parts, _body) = request.into_parts();
-    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
+    let upgrade = match upgrade::check(&mut parts) {
+        Ok(upgrade) => upgrade,
+        Err(status) => return status.into_response(),
     };
     let path_params = match RawPathParams::from_request_parts(&mut parts, &()).await {
         Ok(params) => params
@@ -140,15 +142,25 @@ async fn upgrade(
     match connection::start(app, scope, config).await {
         Handshake::Refused(refusal) => refused(refusal),
         Handshake::Accepted(accepted) => {
-            let mut ws = ws
+            let response = upgrade.response(accepted.subprotocol());
+            let ws_config = WebSocketConfig::default()
                 .read_buffer_size(config.read_buffer_size)
                 .write_buffer_size(config.write_buffer_size)
-                .max_message_size(max_message)
-                .max_frame_size(max_message);
-            if let Some(protocol) = accepted.subprotocol() {
-                ws = ws.protocols([protocol.to_owned()]);
-            }
-            ws.on_upgrade(move |socket| accepted.serve(transport(socket)))
+                .max_message_size(Some(max_message))
+                .max_frame_size(Some(max_message));
+            let message_timeout = config.message_timeout;
+            let on_upgrade = upgrade.on_upgrade;
+            tokio::spawn(async move {
+                // A failed upgrade drops `accepted`, which tells the
+                // consumer the client is gone.
+                let Ok(upgraded) = on_upgrade.await else {
+                    return;
+                };
+                let io = Metered::new(TokioIo::new(upgraded));
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
+                accepted.serve(Socket::new(ws, message_timeout)).await;
+            });
+            response
         }
     }
 }
@@ -163,52 +175,6 @@ fn refused(refusal: Refusal) -> Response {
             .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs()));
     }
     response
-}
-
-/// Adapts axum's socket to a [`Transport`] without copying message text.
-fn transport(socket: WebSocket) -> impl Transport {
-    socket
-        .map(|message| message.map(from_axum).map_err(read_error))
-        .sink_map_err(TransportError::new)
-        .with(|frame: Frame| future::ready(Ok::<_, TransportError>(to_axum(frame))))
-}
-
-/// Tells the client's faults (answered with 1009, 1002 or 1007) from the
-/// socket failing.
-fn read_error(error: axum::Error) -> TransportError {
-    let inner = error.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => TransportError::message_too_large(inner),
-        Some(tungstenite::Error::Protocol(_)) => TransportError::protocol(inner),
-        Some(tungstenite::Error::Utf8(_)) => TransportError::invalid_utf8(inner),
-        _ => TransportError::new(inner),
-    }
-}
-
-fn from_axum(message: Message) -> Frame {
-    match message {
-        Message::Text(text) => Frame::Text(Text::from_axum(text)),
-        Message::Binary(data) => Frame::Binary(data),
-        Message::Ping(data) => Frame::Ping(data),
-        Message::Pong(data) => Frame::Pong(data),
-        Message::Close(frame) => Frame::Close(frame.map(|f| CloseFrame {
-            code: f.code,
-            reason: f.reason.as_str().to_owned(),
-        })),
-    }
-}
-
-fn to_axum(frame: Frame) -> Message {
-    match frame {
-        Frame::Text(text) => Message::Text(text.into_axum()),
-        Frame::Binary(data) => Message::Binary(data),
-        Frame::Ping(data) => Message::Ping(data),
-        Frame::Pong(data) => Message::Pong(data),
-        Frame::Close(frame) => Message::Close(frame.map(|f| ws::CloseFrame {
-            code: f.code,
-            reason: f.reason.into(),
-        })),
-    }
 }
 
 /// Copies the header values out of the request's read buffer into one

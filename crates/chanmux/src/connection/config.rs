@@ -33,6 +33,12 @@ pub struct ConnectionConfig {
     /// [`ConsumerFactory::max_message_size`](crate::ConsumerFactory::max_message_size))
     /// lowers it for its connections. Default 8 MiB.
     pub max_message_size: usize,
+    /// How long a message may take to arrive once its first bytes have:
+    /// longer closes the connection with 1008 "message timeout", so a client
+    /// cannot hold a buffer by trickling a large message. Zero means no
+    /// limit. Default 10 s. (Enforced by transports that can see partial
+    /// messages: the axum mount does.)
+    pub message_timeout: Duration,
     /// Which web pages may open a socket; others get HTTP 403. Default:
     /// same host, or no `Origin` header (see [`OriginPolicy`]).
     pub origins: OriginPolicy,
@@ -74,6 +80,7 @@ impl Default for ConnectionConfig {
             outbound_capacity: 64,
             slow_client_timeout: Duration::from_secs(10),
             max_message_size: 8 * 1024 * 1024,
+            message_timeout: Duration::from_secs(10),
             origins: OriginPolicy::default(),
             limits: ConnectionLimits::default(),
             ping_interval: Duration::from_secs(25),
@@ -137,6 +144,13 @@ impl ConnectionConfig {
     #[must_use]
     pub fn with_max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`message_timeout`](Self::message_timeout) (default 10 s; zero: none).
+    #[must_use]
+    pub fn with_message_timeout(mut self, timeout: Duration) -> Self {
+        self.message_timeout = timeout;
         self
     }
 
@@ -214,6 +228,7 @@ impl std::fmt::Debug for ConnectionConfig {
             .field("outbound_capacity", &self.outbound_capacity)
             .field("slow_client_timeout", &self.slow_client_timeout)
             .field("max_message_size", &self.max_message_size)
+            .field("message_timeout", &self.message_timeout)
             .field("origins", &self.origins)
             .field("limits", &self.limits)
             .field("ping_interval", &self.ping_interval)

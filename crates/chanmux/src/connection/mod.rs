@@ -322,13 +322,8 @@ async fn serve<S, R>(
                         Some(Ok(frame)) => frame,
                         Some(Err(e)) => match e.close_code() {
                             // The client's fault: tell it why (RFC 6455).
-                            Some(code) => {
+                            Some((code, reason)) => {
                                 tracing::debug!(error = %e, code, "client broke the protocol or a limit");
-                                let reason = match code {
-                                    close_code::SIZE => "message too large",
-                                    close_code::INVALID_DATA => "invalid UTF-8",
-                                    _ => "protocol error",
-                                };
                                 Box::pin(last_words(&ctx, &mut writer, code, reason, timeouts.close)).await;
                                 writer_done = true;
                                 break code;

@@ -135,7 +135,7 @@ async fn send_raw_frame(socket: &mut TcpStream, first: u8, payload: &[u8]) {
 }
 
 /// Reads frames until a close frame; returns its code.
-async fn read_close_code(socket: &mut TcpStream) -> u16 {
+async fn read_close_code(socket: &mut (impl AsyncReadExt + Unpin)) -> u16 {
     tokio::time::timeout(WAIT, async {
         loop {
             let mut header = [0u8; 2];
@@ -230,4 +230,76 @@ async fn a_slow_or_silent_http_head_is_closed_at_the_handshake_timeout() {
         .await
         .unwrap();
     assert_eq!(next_json(&mut client).await["payload"], "still");
+}
+
+fn timed_app(message_timeout: Duration) -> Router {
+    let config = ConnectionConfig::default().with_message_timeout(message_timeout);
+    echo_app(config)
+}
+
+/// Writes `chunk` every 50 ms (at most 100 times) until the server has
+/// closed, while reading the server's close code.
+async fn trickle_until_closed(socket: TcpStream, chunk: &[u8]) -> u16 {
+    let (mut read, mut write) = socket.into_split();
+    let trickle = async {
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if write.write_all(chunk).await.is_err() {
+                break;
+            }
+        }
+    };
+    let closed = async { read_close_code(&mut read).await };
+    tokio::select! {
+        code = closed => code,
+        () = trickle => panic!("still open after 100 chunks"),
+    }
+}
+
+#[tokio::test]
+async fn a_trickled_frame_is_cut_off_at_the_message_timeout_with_1008() {
+    let addr = serve(timed_app(Duration::from_millis(400))).await;
+    let mut socket = raw_socket(addr).await;
+    // A text frame announcing 1,000 bytes (16-bit length), then a trickle.
+    socket
+        .write_all(&[0x81, 0x80 | 126, 0x03, 0xe8, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    assert_eq!(trickle_until_closed(socket, b"x").await, 1008);
+}
+
+#[tokio::test]
+async fn a_trickled_fragmented_message_is_cut_off_even_while_it_answers_pings() {
+    let addr = serve(timed_app(Duration::from_millis(400))).await;
+    let mut socket = raw_socket(addr).await;
+    // A first fragment (FIN clear), then one-byte continuation fragments,
+    // each followed by a pong (control frames may come between fragments).
+    send_raw_frame(&mut socket, 0x01, b"{\"stream\":").await;
+    let continuation_and_pong = [0x00, 0x81, 0, 0, 0, 0, b' ', 0x8a, 0x80, 0, 0, 0, 0];
+    assert_eq!(
+        trickle_until_closed(socket, &continuation_and_pong).await,
+        1008
+    );
+}
+
+#[tokio::test]
+async fn a_message_split_across_writes_within_the_timeout_arrives() {
+    let addr = serve(timed_app(Duration::from_secs(2))).await;
+    let mut socket = raw_socket(addr).await;
+    let frame = br#"{"stream":"echo","payload":"split"}"#;
+    let mut bytes = vec![0x81, 0x80 | u8::try_from(frame.len()).unwrap(), 0, 0, 0, 0];
+    bytes.extend_from_slice(frame);
+    for _ in 0..3 {
+        let (head, tail) = bytes.split_at(10);
+        socket.write_all(head).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        socket.write_all(tail).await.unwrap();
+        // The echo: an unmasked text frame from the server.
+        let mut header = [0u8; 2];
+        socket.read_exact(&mut header).await.unwrap();
+        assert_eq!(header[0], 0x81);
+        let mut payload = vec![0; usize::from(header[1])];
+        socket.read_exact(&mut payload).await.unwrap();
+        assert_eq!(payload, frame);
+    }
 }
