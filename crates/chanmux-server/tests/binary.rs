@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -79,6 +79,132 @@ async fn ctrl_c_closes_sockets_with_1001_and_exits_cleanly() {
         .unwrap()
         .unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+/// The HTTP status of a WebSocket handshake from `origin` (101 on success).
+async fn handshake_status(addr: &str, origin: Option<&str>) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/ws/").into_client_request().unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("handshake failed: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn origins_are_checked_and_the_allowed_list_comes_from_flags_or_the_environment() {
+    let (_child, addr) = start(|c| {
+        c.args(["--addr", "127.0.0.1:0"]);
+    })
+    .await;
+    assert_eq!(
+        handshake_status(&addr, Some("https://evil.example")).await,
+        403
+    );
+    assert_eq!(
+        handshake_status(&addr, Some(&format!("http://{addr}"))).await,
+        101
+    );
+    assert_eq!(handshake_status(&addr, None).await, 101);
+
+    let (_child, addr) = start(|c| {
+        c.args([
+            "--addr",
+            "127.0.0.1:0",
+            "--allowed-origin",
+            "https://*.example.com",
+        ]);
+    })
+    .await;
+    assert_eq!(
+        handshake_status(&addr, Some("https://app.example.com")).await,
+        101
+    );
+    assert_eq!(
+        handshake_status(&addr, Some(&format!("http://{addr}"))).await,
+        101
+    );
+    assert_eq!(
+        handshake_status(&addr, Some("https://evil.example")).await,
+        403
+    );
+
+    let (_child, addr) = start(|c| {
+        c.args(["--addr", "127.0.0.1:0"]).env(
+            "CHANMUX_ALLOWED_ORIGINS",
+            "https://a.example,https://b.example",
+        );
+    })
+    .await;
+    assert_eq!(
+        handshake_status(&addr, Some("https://b.example")).await,
+        101
+    );
+    assert_eq!(
+        handshake_status(&addr, Some("https://c.example")).await,
+        403
+    );
+}
+
+#[tokio::test]
+async fn connection_limits_come_from_flags() {
+    let (_child, addr) = start(|c| {
+        c.args(["--addr", "127.0.0.1:0", "--max-connections", "1"]);
+    })
+    .await;
+    let _held = echo_once(&addr).await;
+    assert_eq!(handshake_status(&addr, None).await, 503);
+
+    let (_child, addr) = start(|c| {
+        c.args(["--addr", "127.0.0.1:0", "--max-connections-per-ip", "1"]);
+    })
+    .await;
+    let _held = echo_once(&addr).await;
+    assert_eq!(handshake_status(&addr, None).await, 429);
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_dropped_at_the_flags_timeouts() {
+    let (_child, addr) = start(|c| {
+        c.args([
+            "--addr",
+            "127.0.0.1:0",
+            "--ping-interval",
+            "1",
+            "--pong-timeout",
+            "1",
+        ]);
+    })
+    .await;
+    // A raw socket that completes the handshake and then reads nothing (so
+    // never answers a ping): the server must close it.
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "GET /ws/ HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    // Not reading until then proves nothing was answered; the data is
+    // waiting in the socket: the 101, a ping, the close frame, then EOF.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let mut received = Vec::new();
+    tokio::time::timeout(WAIT, socket.read_to_end(&mut received))
+        .await
+        .expect("closed by the server")
+        .unwrap();
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    // Unmasked server frames: a ping (0x89, empty), then a close with 1001.
+    let frames = &received[text.find("\r\n\r\n").unwrap() + 4..];
+    assert_eq!(&frames[..2], &[0x89, 0x00]);
+    assert_eq!(&frames[2..6], &[0x88, 2 + 12, 0x03, 0xe9]);
+    assert_eq!(&frames[6..], b"ping timeout");
 }
 
 #[tokio::test]

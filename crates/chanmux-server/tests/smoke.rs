@@ -407,6 +407,42 @@ async fn chat(client: &mut Client, payload: Value) {
 }
 
 #[tokio::test]
+async fn chat_says_so_when_a_connection_is_in_too_many_rooms() {
+    let server = Server::start(false).await;
+    let mut client = server.connect("/ws/").await.unwrap();
+    // The layer's default: 1,000 groups per consumer. Sent 50 at a time
+    // (the stream's queue holds 64), then a pause for the frame rate limit
+    // (1,000 per second, in bursts of 1,000) to refill.
+    for batch in 0..20 {
+        for n in batch * 50..(batch + 1) * 50 {
+            chat(&mut client, json!({"join": format!("room{n}")})).await;
+        }
+        for _ in 0..50 {
+            let reply = next_json(&mut client).await;
+            assert!(reply["payload"]["joined"].is_string(), "{reply}");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    chat(&mut client, json!({"join": "one-too-many"})).await;
+    assert_eq!(
+        next_json(&mut client).await["payload"]["error"],
+        "you may be in at most 1000 rooms; leave one first"
+    );
+    // Rejoining a room it is in is fine; leaving one makes room.
+    chat(&mut client, json!({"join": "room7"})).await;
+    assert_eq!(next_json(&mut client).await["payload"]["joined"], "room7");
+    chat(&mut client, json!({"leave": "room7"})).await;
+    assert_eq!(next_json(&mut client).await["payload"]["left"], "room7");
+    chat(&mut client, json!({"join": "one-too-many"})).await;
+    assert_eq!(
+        next_json(&mut client).await["payload"]["joined"],
+        "one-too-many"
+    );
+    hang_up(client).await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn chat_rooms_deliver_to_everyone_who_joined() {
     let server = Server::start(false).await;
     let mut ann = server.connect("/ws/").await.unwrap();
@@ -457,8 +493,31 @@ async fn chat_rooms_deliver_to_everyone_who_joined() {
     assert_eq!(next_json(&mut ann).await["payload"]["message"], 2);
 
     // Bad requests get an answer on the stream; the connection goes on.
-    chat(&mut eve, json!({"join": "bad room"})).await;
-    assert!(next_json(&mut eve).await["payload"]["error"].is_string());
+    // Errors speak of the room name the client sent, not the group's.
+    for (room, says) in [
+        (
+            "bad room".to_owned(),
+            "room name \"bad room\" may only hold",
+        ),
+        (String::new(), "a room name cannot be empty"),
+        (
+            "r".repeat(96),
+            "room name is 96 bytes long; at most 95 are allowed",
+        ),
+    ] {
+        chat(&mut eve, json!({"join": room})).await;
+        let error = next_json(&mut eve).await["payload"]["error"].clone();
+        let error = error.as_str().unwrap().to_owned();
+        assert!(error.starts_with(says), "{error}");
+        assert!(!error.contains("chat."), "{error}");
+    }
+    chat(&mut eve, json!({"join": "r".repeat(95)})).await;
+    assert_eq!(
+        next_json(&mut eve).await["payload"]["joined"],
+        "r".repeat(95)
+    );
+    chat(&mut eve, json!({"leave": "r".repeat(95)})).await;
+    assert_eq!(next_json(&mut eve).await["payload"]["left"], "r".repeat(95));
     chat(&mut eve, json!({"what": 1})).await;
     assert!(next_json(&mut eve).await["payload"]["error"].is_string());
     // Neither bob (left) nor eve (never joined) got room messages.
