@@ -59,7 +59,9 @@ fn options() -> Options {
 async fn start_server(redis: Option<&str>) -> (Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chanmux-server"));
     command
-        .args(["--addr", "127.0.0.1:0"])
+        // Up to 10,000 members from one address: over the default limits.
+        .args(["--addr", "127.0.0.1:0", "--max-connections", "0"])
+        .args(["--max-connections-per-ip", "0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
