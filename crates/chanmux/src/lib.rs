@@ -102,17 +102,30 @@
 //! known, else `null`. The codes are those of [`ErrorCode`]: `invalid_json`,
 //! `not_an_object`, `missing_stream`, `missing_payload`, `unknown_stream`,
 //! `stream_not_accepting`, `binary_not_supported`, `frame_too_large`,
-//! `stream_overloaded`. With [`DemultiplexerBuilder::strict`] the socket is
-//! closed with 1008 and the code as the reason instead.
+//! `stream_overloaded`, `rate_limited`. With [`DemultiplexerBuilder::strict`]
+//! the socket is closed with 1008 and the code as the reason instead.
+//!
+//! # Safe by default
+//!
+//! Every input a client controls is bounded, with a default that suits a
+//! server on the open internet ([`ConnectionConfig`], [`ConnectionLimits`],
+//! [`OriginPolicy`], `chanmux::axum::ServeConfig`): web pages from other
+//! origins are refused (403); connections in all and per client address are
+//! limited (503, 429); a silent client is pinged after 25 s and dropped 10 s
+//! later; a message must arrive within 10 s of its first byte and fit the
+//! frame limit; a connection may send 1,000 frames per second; a consumer may
+//! be in 1,000 groups.
 //!
 //! # Close codes
 //!
 //! | code | when |
 //! |---|---|
 //! | the stream's own | the last accepting stream closed |
-//! | 1001 | the server is shutting down ([`Shutdown`]) |
-//! | 1008 | strict mode, bad input |
-//! | 1009 | a message over [`ConnectionConfig::max_message_size`] (8 MiB) |
+//! | 1001 | the server is shutting down ([`Shutdown`]), or the client did not answer a ping ("ping timeout") |
+//! | 1002 | the client broke the WebSocket protocol |
+//! | 1007 | a text message was not valid UTF-8 |
+//! | 1008 | strict mode, bad input; or a message took longer than [`ConnectionConfig::message_timeout`] |
+//! | 1009 | a message over the frame limit (a demultiplexer's `max_frame_size`, else [`ConnectionConfig::max_message_size`]) |
 //! | 1011 | the last accepting stream failed |
 //! | 1013 | the client stopped reading ("slow client") |
 //!

@@ -90,10 +90,9 @@ const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// let demux = Demultiplexer::builder().stream("quiet", || Quiet).build();
 /// let app = Router::new().route("/ws/", websocket(demux));
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
-/// let ctrl_c = async {
-///     let _ = tokio::signal::ctrl_c().await;
-/// };
-/// serve(listener, app, ServeConfig::default(), ctrl_c).await
+/// // Any future: Ctrl-C (tokio's `signal` feature), a shutdown channel...
+/// let stop = std::future::pending();
+/// serve(listener, app, ServeConfig::default(), stop).await
 /// # }
 /// ```
 ///
