@@ -27,6 +27,9 @@ pub(crate) struct Args {
     /// (BENCHMARKS.md has the trade-off).
     #[arg(long, env = "CHANMUX_READ_BUFFER", default_value_t = ConnectionConfig::default().read_buffer_size)]
     pub(crate) read_buffer: usize,
+    /// Serve `GET /stats` (connections and channel-layer counts, as JSON).
+    #[arg(long, env = "CHANMUX_STATS")]
+    pub(crate) stats: bool,
 }
 
 /// Parses the flags, binds, builds the app with `app` and serves it until
@@ -56,8 +59,13 @@ pub(crate) async fn serve(
         ConnectionConfig::default()
             .with_shutdown(shutdown.clone())
             .with_read_buffer_size(args.read_buffer),
-        layer,
+        layer.clone(),
     );
+    let app = if args.stats {
+        app.merge(chanmux_server::stats::stats_router(layer, shutdown.clone()))
+    } else {
+        app
+    };
     // Tests and scripts read this line to find the port when --addr ends in :0.
     println!("listening on http://{addr}");
     tracing::info!(%addr, "{what} ready");
