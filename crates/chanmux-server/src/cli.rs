@@ -73,6 +73,9 @@ pub(crate) struct Args {
     /// are answered with a `rate_limited` error frame. 0 for no limit.
     #[arg(long, env = "CHANMUX_MAX_FRAME_RATE", default_value_t = 1_000)]
     pub(crate) max_frame_rate: u32,
+    /// Serve `GET /stats` (connections and channel-layer counts, as JSON).
+    #[arg(long, env = "CHANMUX_STATS")]
+    pub(crate) stats: bool,
 }
 
 impl Args {
@@ -126,7 +129,12 @@ pub(crate) async fn serve(
         .await
         .context("connecting to Redis")?;
     let shutdown = Shutdown::new();
-    let app = app(args.connection_config(shutdown.clone())?, layer);
+    let app = app(args.connection_config(shutdown.clone())?, layer.clone());
+    let app = if args.stats {
+        app.merge(chanmux_server::stats::stats_router(layer, shutdown.clone()))
+    } else {
+        app
+    };
     let serve =
         ServeConfig::default().with_handshake_timeout(Duration::from_secs(args.handshake_timeout));
     // Tests and scripts read this line to find the port when --addr ends in :0.

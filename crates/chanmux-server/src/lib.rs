@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
 pub mod consumers;
+pub mod stats;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chanmux_bench::{echo, fanout, idle};
+use chanmux_bench::{chaos, echo, fanout, idle};
 use clap::{Parser, Subcommand};
 
 /// Load generator for servers speaking {"stream", "payload"} frames.
@@ -81,6 +81,37 @@ enum Command {
         /// Seconds the last member may take to get a message.
         #[arg(long, default_value_t = 60.0)]
         timeout: f64,
+    },
+    /// Many actors misbehaving at once (resets, half-open sockets, floods,
+    /// invalid frames, slow readers, chat), then health and leak checks.
+    Chaos {
+        /// Target URL, with an IP address (a server with the demo's streams).
+        #[arg(long, default_value = "ws://127.0.0.1:8000/ws/")]
+        url: String,
+        /// Seconds during which actors start scenarios.
+        #[arg(long, default_value_t = 600.0)]
+        duration: f64,
+        /// Concurrent actors.
+        #[arg(long, default_value_t = 32)]
+        workers: usize,
+        /// RNG seed (default: from the clock; printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Seconds to wait after the last actor, before the checks.
+        #[arg(long, default_value_t = 5.0)]
+        settle: f64,
+        /// Longest hold of a half-open socket or an unread one, in seconds.
+        #[arg(long, default_value_t = 12.0)]
+        max_hold: f64,
+        /// The server's process id: compare its RSS before and after.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// MiB the server's RSS may grow by.
+        #[arg(long, default_value_t = 32)]
+        rss_slack_mib: u64,
+        /// The server's stats endpoint (the demo's `--stats`): nothing may be left.
+        #[arg(long)]
+        stats_url: Option<String>,
     },
 }
 
@@ -176,6 +207,41 @@ async fn main() -> anyhow::Result<()> {
                 summary.p50_ms, summary.p99_ms, summary.max_ms, summary.per_recipient_us
             );
             println!("{}", serde_json::to_string(&summary).context("summary")?);
+        }
+        Command::Chaos {
+            url,
+            duration,
+            workers,
+            seed,
+            settle,
+            max_hold,
+            server_pid,
+            rss_slack_mib,
+            stats_url,
+        } => {
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+            eprintln!("chaos: seed {seed} ({workers} workers, {duration} s against {url})");
+            let config = chaos::ChaosConfig {
+                workers,
+                duration: Duration::from_secs_f64(duration),
+                settle: Duration::from_secs_f64(settle),
+                max_hold: Duration::from_secs_f64(max_hold),
+                server_pid,
+                rss_slack_mib,
+                stats_url,
+                progress: duration >= 30.0,
+                ..chaos::ChaosConfig::new(url, seed)
+            };
+            let summary = chaos::run(&config).await?;
+            eprint!("{}", summary.render());
+            println!("{}", serde_json::to_string(&summary).context("summary")?);
+            if !summary.is_clean() {
+                std::process::exit(2);
+            }
         }
     }
     Ok(())
