@@ -16,6 +16,8 @@ Checks (each bounded in time and count, stopping by itself):
               frames and the socket stays open
   trickle     200 connections each trickle a 7.8 MiB message; each is cut off;
               the server's RSS (--pid) before, at the peak and after
+  slowtrickle 200 connections trickle a frame at 500 bytes/s: cut off with
+              1008 at the message timeout
   utf8        invalid UTF-8 closes with 1007
   burst       500 small frames in one write are all answered (prints the time)
 
@@ -246,6 +248,36 @@ def check_trickle(args):
     print(f"trickle: sent up to {sent / 2**20:.1f} MiB each over {time.monotonic() - start:.1f} s; close codes {codes}")
     if args.pid:
         print(f"trickle: RSS before {before:.1f} MiB, peak {peak:.1f} MiB, after {rss_mib(args.pid):.1f} MiB")
+
+
+def check_slowtrickle(args):
+    """200 connections trickle one frame at 500 bytes/s: the message timeout."""
+    conns = []
+    for _ in range(200):
+        s, status, rest, _ = handshake(args.addr)
+        assert "101" in status, status
+        s.sendall(bytes([0x81, 0x80 | 127]) + (1 << 20).to_bytes(8, "big") + b"\0\0\0\0")
+        conns.append((s, Reader(s, rest)))
+    start = time.monotonic()
+    open_conns = list(conns)
+    while open_conns and time.monotonic() - start < 30:
+        for item in list(open_conns):
+            try:
+                item[0].sendall(b"x" * 100)
+            except OSError:
+                open_conns.remove(item)
+        time.sleep(0.2)
+    codes = {}
+    for s, reader in conns:
+        try:
+            s.settimeout(5)
+            code, reason = close_code(reader)
+            code = f"{code} {reason.decode()}"
+        except (EOFError, OSError):
+            code = "reset"
+        codes[code] = codes.get(code, 0) + 1
+        s.close()
+    print(f"slowtrickle: all cut off after {time.monotonic() - start:.1f} s; close codes {codes}; RSS now {rss_mib(args.pid)}")
 
 
 def check_utf8(args):
