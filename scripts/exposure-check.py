@@ -18,6 +18,8 @@ Checks (each bounded in time and count, stopping by itself):
               the server's RSS (--pid) before, at the peak and after
   slowtrickle 200 connections trickle a frame at 500 bytes/s: cut off with
               1008 at the message timeout
+  pin         --count clients send 1 MB frames to two streams and never read:
+              the server's RSS (--pid) at the peak and after
   utf8        invalid UTF-8 closes with 1007
   burst       500 small frames in one write are all answered (prints the time)
 
@@ -278,6 +280,38 @@ def check_slowtrickle(args):
         codes[code] = codes.get(code, 0) + 1
         s.close()
     print(f"slowtrickle: all cut off after {time.monotonic() - start:.1f} s; close codes {codes}; RSS now {rss_mib(args.pid)}")
+
+
+def check_pin(args):
+    """--count clients send 1,000,000-byte frames to two streams and never
+    read: what the server holds for them (queues are bounded in bytes)."""
+    before = rss_mib(args.pid)
+    conns = []
+    big = json.dumps("x" * 1_000_000)
+    for _ in range(args.count):
+        s, status, rest, _ = handshake(args.addr)
+        assert "101" in status, status
+        s.setblocking(False)
+        conns.append(s)
+    frames = [frame(f'{{"stream":"{name}","payload":{big}}}'.encode()) for name in ("echostream", "altechostream")]
+    start, peak = time.monotonic(), before or 0
+    pending = {id(s): b"".join(frames * 40) for s in conns}
+    while time.monotonic() - start < 8:
+        for s in conns:
+            data = pending[id(s)]
+            if data:
+                try:
+                    n = s.send(data[:1 << 20])
+                    pending[id(s)] = data[n:]
+                except (BlockingIOError, OSError):
+                    pass
+        time.sleep(0.05)
+        if args.pid:
+            peak = max(peak, rss_mib(args.pid))
+    for s in conns:
+        s.close()
+    time.sleep(2)
+    print(f"pin: {args.count} clients not reading: RSS before {before} MiB, peak {peak:.1f} MiB, after {rss_mib(args.pid)}")
 
 
 def check_utf8(args):

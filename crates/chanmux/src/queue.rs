@@ -32,16 +32,33 @@ pub(crate) enum TrySendError<T> {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Closed<T>(pub(crate) T);
 
-/// Makes a queue holding at most `capacity` messages.
+/// Makes a queue holding at most `capacity` messages, of any size.
+#[cfg(test)]
 pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    bounded_bytes(capacity, usize::MAX, |_| 0)
+}
+
+/// Makes a queue holding at most `capacity` messages and about `max_bytes`
+/// bytes, as `weigh` counts them: a message that would take the queue over
+/// `max_bytes` is refused (or waits) unless the queue is empty, so a large
+/// message always fits alone. A [`Permit`] reserves a slot while any bytes
+/// are free, so its message may go over by its own size.
+pub(crate) fn bounded_bytes<T>(
+    capacity: usize,
+    max_bytes: usize,
+    weigh: fn(&T) -> usize,
+) -> (Sender<T>, Receiver<T>) {
     assert!(capacity > 0, "a queue needs room for at least one message");
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             items: VecDeque::new(),
             reserved: 0,
+            bytes: 0,
             closed: false,
         }),
         capacity,
+        max_bytes,
+        weigh,
         senders: AtomicUsize::new(1),
         ready: AtomicWaker::new(),
         room: Notify::new(),
@@ -57,6 +74,8 @@ pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 struct Shared<T> {
     state: Mutex<State<T>>,
     capacity: usize,
+    max_bytes: usize,
+    weigh: fn(&T) -> usize,
     /// Live [`Sender`]s; at zero, the receiver sees the end once drained.
     senders: AtomicUsize,
     /// Wakes the receiver: a message arrived or the last sender left.
@@ -69,6 +88,8 @@ struct State<T> {
     items: VecDeque<T>,
     /// Slots promised to [`Permit`]s not yet used.
     reserved: usize,
+    /// What the queued messages weigh.
+    bytes: usize,
     closed: bool,
 }
 
@@ -79,8 +100,18 @@ impl<T> Shared<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Room for a message of unknown weight: a free slot and a free byte.
     fn has_room(&self, state: &State<T>) -> bool {
+        state.items.len() + state.reserved < self.capacity && state.bytes < self.max_bytes
+    }
+
+    /// Room for a message weighing `weight` (a weightless one, a control
+    /// message, needs only a slot).
+    fn has_room_for(&self, state: &State<T>, weight: usize) -> bool {
         state.items.len() + state.reserved < self.capacity
+            && (weight == 0
+                || state.items.is_empty()
+                || state.bytes.saturating_add(weight) <= self.max_bytes)
     }
 
     /// Takes the next message, for the one receiver.
@@ -88,6 +119,7 @@ impl<T> Shared<T> {
         let mut state = self.state();
         match state.items.pop_front() {
             Some(value) => {
+                state.bytes -= (self.weigh)(&value);
                 drop(state);
                 self.room.notify_one();
                 Ok(value)
@@ -131,9 +163,11 @@ impl<T> Sender<T> {
         if state.closed {
             return Err(TrySendError::Closed(value));
         }
-        if !shared.has_room(&state) {
+        let weight = (shared.weigh)(&value);
+        if !shared.has_room_for(&state, weight) {
             return Err(TrySendError::Full(value));
         }
+        state.bytes += weight;
         state.items.push_back(value);
         drop(state);
         shared.ready.wake();
@@ -241,6 +275,7 @@ impl<T> Permit<'_, T> {
             drop(value);
             return;
         }
+        state.bytes += (shared.weigh)(&value);
         state.items.push_back(value);
         drop(state);
         shared.ready.wake();
@@ -300,6 +335,7 @@ impl<T> Drop for Receiver<T> {
         let items = {
             let mut state = self.shared.state();
             state.closed = true;
+            state.bytes = 0;
             std::mem::take(&mut state.items)
         };
         self.shared.room.notify_waiters();
@@ -365,6 +401,39 @@ mod tests {
         waiting.await.unwrap().unwrap();
         assert_eq!(rx.recv().await, Some(2));
         assert_eq!(rx.recv().await, Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_byte_bound_refuses_what_would_go_over_but_takes_anything_alone() {
+        let (tx, mut rx) = bounded_bytes::<Vec<u8>>(10, 100, Vec::len);
+        tx.try_send(vec![0; 60]).unwrap();
+        tx.try_send(vec![0; 40]).unwrap();
+        assert!(matches!(
+            tx.try_send(vec![0; 1]),
+            Err(TrySendError::Full(_))
+        ));
+        assert_eq!(rx.recv().await.unwrap().len(), 60);
+        assert!(matches!(
+            tx.try_send(vec![0; 61]),
+            Err(TrySendError::Full(_))
+        ));
+        tx.try_send(vec![0; 60]).unwrap();
+        assert_eq!(rx.recv().await.unwrap().len(), 40);
+        assert_eq!(rx.recv().await.unwrap().len(), 60);
+        // Alone, a message over the bound still goes.
+        tx.try_send(vec![0; 500]).unwrap();
+        assert!(matches!(tx.try_send(vec![]), Ok(())));
+        // A sender waiting for bytes is let in once they are freed.
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(vec![0; 10]).await.map_err(|_| ()) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert_eq!(rx.recv().await.unwrap().len(), 500);
+        assert_eq!(rx.recv().await.unwrap().len(), 0);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(rx.recv().await.unwrap().len(), 10);
     }
 
     #[tokio::test]

@@ -41,6 +41,17 @@ impl Text {
         &all[self.start..self.end]
     }
 
+    /// The length of the whole buffer this text is a slice of: what it keeps
+    /// alive.
+    pub(crate) fn held_len(&self) -> usize {
+        match &self.buf {
+            Buf::Owned(s) => s.len(),
+            Buf::Shared(s) => s.len(),
+            #[cfg(feature = "axum")]
+            Buf::Received(b) => b.as_str().len(),
+        }
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.end - self.start
@@ -125,7 +136,7 @@ impl Text {
     pub(crate) fn into_received(self) -> tungstenite::Utf8Bytes {
         use bytes::Bytes;
         use tungstenite::Utf8Bytes;
-        let whole = self.start == 0 && self.end == self.buf_len();
+        let whole = self.start == 0 && self.end == self.held_len();
         let (start, end) = (self.start, self.end);
         let bytes = match self.buf {
             Buf::Received(bytes) if whole => return bytes,
@@ -136,15 +147,6 @@ impl Text {
         // A slice on char boundaries of UTF-8 text (as_str already relies on
         // it); the check is the price of a safe conversion, not a copy.
         Utf8Bytes::try_from(bytes.slice(start..end)).expect("a str slice is UTF-8")
-    }
-
-    #[cfg(feature = "axum")]
-    fn buf_len(&self) -> usize {
-        match &self.buf {
-            Buf::Owned(s) => s.len(),
-            Buf::Shared(s) => s.len(),
-            Buf::Received(b) => b.as_str().len(),
-        }
     }
 
     #[cfg(feature = "axum")]

@@ -21,8 +21,17 @@ pub struct ConnectionConfig {
     pub close_timeout: Duration,
     /// Messages from the client queued for the consumer. Default 16.
     pub inbox_capacity: usize,
+    /// Bytes of messages from the client queued for the consumer (a message
+    /// always fits an empty inbox); while over it, nothing more is read.
+    /// Default 1 MiB.
+    pub inbox_bytes: usize,
     /// Messages queued for the client; senders wait when it is full. Default 64.
     pub outbound_capacity: usize,
+    /// Bytes queued for the client; senders wait while it is over. Default
+    /// 1 MiB. With [`outbound_capacity`](Self::outbound_capacity) and the
+    /// slow-client timeout, this bounds what a client that stops reading
+    /// costs.
+    pub outbound_bytes: usize,
     /// How long a write to the client may stay stuck before the client is
     /// disconnected with 1013 "slow client". Default 10 s.
     pub slow_client_timeout: Duration,
@@ -77,7 +86,9 @@ impl Default for ConnectionConfig {
             connect_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(5),
             inbox_capacity: 16,
+            inbox_bytes: 1024 * 1024,
             outbound_capacity: 64,
+            outbound_bytes: 1024 * 1024,
             slow_client_timeout: Duration::from_secs(10),
             max_message_size: 8 * 1024 * 1024,
             message_timeout: Duration::from_secs(10),
@@ -130,6 +141,20 @@ impl ConnectionConfig {
     pub fn with_outbound_capacity(mut self, capacity: usize) -> Self {
         assert!(capacity > 0, "outbound capacity must be at least 1");
         self.outbound_capacity = capacity;
+        self
+    }
+
+    /// Sets [`inbox_bytes`](Self::inbox_bytes) (default 1 MiB).
+    #[must_use]
+    pub fn with_inbox_bytes(mut self, bytes: usize) -> Self {
+        self.inbox_bytes = bytes;
+        self
+    }
+
+    /// Sets [`outbound_bytes`](Self::outbound_bytes) (default 1 MiB).
+    #[must_use]
+    pub fn with_outbound_bytes(mut self, bytes: usize) -> Self {
+        self.outbound_bytes = bytes;
         self
     }
 
@@ -225,7 +250,9 @@ impl std::fmt::Debug for ConnectionConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("close_timeout", &self.close_timeout)
             .field("inbox_capacity", &self.inbox_capacity)
+            .field("inbox_bytes", &self.inbox_bytes)
             .field("outbound_capacity", &self.outbound_capacity)
+            .field("outbound_bytes", &self.outbound_bytes)
             .field("slow_client_timeout", &self.slow_client_timeout)
             .field("max_message_size", &self.max_message_size)
             .field("message_timeout", &self.message_timeout)

@@ -159,8 +159,13 @@ pub async fn start(
         }
     };
     let (decision_tx, decision_rx) = oneshot::channel();
-    let (outbound_tx, outbound) = queue::bounded(config.outbound_capacity);
-    let (inbox, inbox_rx) = queue::bounded(config.inbox_capacity);
+    let (outbound_tx, outbound) = queue::bounded_bytes(
+        config.outbound_capacity,
+        config.outbound_bytes,
+        Outbound::weight,
+    );
+    let (inbox, inbox_rx) =
+        queue::bounded_bytes(config.inbox_capacity, config.inbox_bytes, Event::weight);
     let ctx = Context::for_socket(
         Arc::new(scope),
         outbound_tx,

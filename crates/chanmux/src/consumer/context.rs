@@ -94,6 +94,17 @@ pub(crate) enum Outbound {
     Ping,
 }
 
+impl Outbound {
+    /// The bytes it will write, for the byte-bounded outbound queue.
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Outbound::Text(text) => text.len(),
+            Outbound::Binary(data) => data.len(),
+            Outbound::Close(..) | Outbound::Ping => 0,
+        }
+    }
+}
+
 /// How a consumer answered the handshake.
 #[derive(Debug)]
 pub(crate) enum Decision {

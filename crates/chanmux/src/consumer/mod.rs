@@ -118,3 +118,16 @@ pub(crate) enum Event {
     Layer(Message),
     Disconnect(u16),
 }
+
+impl Event {
+    /// The bytes it keeps alive while queued, for byte-bounded queues: a
+    /// payload keeps its whole received frame.
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Event::Text(text) => text.held_len(),
+            Event::Binary(data) => data.len(),
+            Event::Layer(message) => message.as_str().len(),
+            Event::Disconnect(_) => 0,
+        }
+    }
+}

@@ -52,7 +52,11 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> BoxFuture<'static, ()> {
     let mut slots = Vec::with_capacity(total);
     let streams = FuturesUnordered::new();
     for ((name, prefix), factory) in spec.names.iter().zip(&spec.prefixes).zip(&spec.factories) {
-        let (inbox, inbox_rx) = queue::bounded(spec.config.stream_queue_capacity);
+        let (inbox, inbox_rx) = queue::bounded_bytes(
+            spec.config.stream_queue_capacity,
+            spec.config.stream_queue_bytes,
+            Event::weight,
+        );
         let ctx = Context::for_stream(
             name.clone(),
             prefix.clone(),

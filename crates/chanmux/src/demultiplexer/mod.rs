@@ -72,6 +72,10 @@ pub struct DemultiplexerConfig {
     /// Frames queued per stream while its consumer is busy; beyond that a
     /// frame gets `stream_overloaded`. Default 64.
     pub stream_queue_capacity: usize,
+    /// Bytes of frames queued per stream (each queued payload keeps its
+    /// whole frame); a frame that would go over gets `stream_overloaded`,
+    /// unless the queue is empty. Default 1 MiB.
+    pub stream_queue_bytes: usize,
     /// Close the socket with 1008 (reason: the error code) on bad input
     /// instead of replying with an error frame. Default `false`.
     pub strict: bool,
@@ -82,6 +86,7 @@ impl Default for DemultiplexerConfig {
         DemultiplexerConfig {
             max_frame_size: 1024 * 1024,
             stream_queue_capacity: 64,
+            stream_queue_bytes: 1024 * 1024,
             strict: false,
         }
     }
@@ -248,6 +253,13 @@ impl DemultiplexerBuilder {
     pub fn stream_queue_capacity(mut self, capacity: usize) -> Self {
         assert!(capacity > 0, "stream queue capacity must be at least 1");
         self.config.stream_queue_capacity = capacity;
+        self
+    }
+
+    /// Bytes of frames queued per stream before frames get
+    /// `stream_overloaded` (default 1 MiB; a frame always fits an empty queue).
+    pub fn stream_queue_bytes(mut self, bytes: usize) -> Self {
+        self.config.stream_queue_bytes = bytes;
         self
     }
 

@@ -386,3 +386,90 @@ async fn group_add_beyond_the_limit_is_an_error_the_consumer_can_answer() {
         .await;
     assert_eq!(comm.receive_json_from().await["payload"], "ok");
 }
+
+#[tokio::test]
+async fn a_stream_queue_is_bounded_in_bytes_too() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = gate.clone();
+    let demux = Demultiplexer::builder()
+        .stream("slow", move || Gated { gate: held.clone() })
+        .stream_queue_bytes(100)
+        .build();
+    let mut comm = Communicator::new(demux, "/ws/");
+    assert!(comm.connect().await.is_accepted());
+    let big = "x".repeat(40);
+    // The first is taken by the handler, which then waits at the gate.
+    comm.send_json_to(&json!({"stream": "slow", "payload": 0}))
+        .await;
+    assert_eq!(comm.receive_json_from().await["payload"]["started"], 0);
+    // Each queued frame keeps its whole frame (about 70 bytes): one fits.
+    comm.send_json_to(&json!({"stream": "slow", "payload": big}))
+        .await;
+    comm.send_json_to(&json!({"stream": "slow", "payload": big}))
+        .await;
+    assert_error_frame(
+        &comm.receive_json_from().await,
+        "stream_overloaded",
+        Some("slow"),
+    );
+    // Small frames still fit beside it, under 64 frames.
+    comm.send_json_to(&json!({"stream": "slow", "payload": 1}))
+        .await;
+    gate.add_permits(10);
+    let mut echoed = Vec::new();
+    while echoed.len() < 3 {
+        let frame = comm.receive_json_from().await;
+        if frame["payload"].get("started").is_none() {
+            echoed.push(frame["payload"].clone());
+        }
+    }
+    assert_eq!(echoed, [json!(0), json!(big), json!(1)]);
+}
+
+/// Sends `count` messages of `size` bytes on connect, logging each send.
+struct Sender {
+    count: usize,
+    size: usize,
+    log: Log,
+}
+
+impl Consumer for Sender {
+    async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
+        ctx.accept().await?;
+        for i in 0..self.count {
+            ctx.send_text(format!("{i:0>width$}", width = self.size))
+                .await?;
+            self.log.push(format!("sent {i}"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_does_not_read_holds_at_most_the_outbound_bytes() {
+    let log = Log::default();
+    let sender_log = log.clone();
+    let app = move || Sender {
+        count: 20,
+        size: 500,
+        log: sender_log.clone(),
+    };
+    let config = ConnectionConfig::default().with_outbound_bytes(1000);
+    // The client's own buffer holds one message; it reads nothing yet.
+    let mut comm = Communicator::new(app, "/ws/")
+        .config(config)
+        .client_buffer(1);
+    assert!(comm.connect().await.is_accepted());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent = log.entries().len();
+    // One in the client's buffer, one being written, two queued (1,000
+    // bytes), and the sender waits: a handful, not all twenty.
+    assert!(
+        (3..=6).contains(&sent),
+        "{sent} sent while the client read nothing"
+    );
+    for i in 0..20 {
+        assert_eq!(comm.receive_text_from().await, format!("{i:0>500}"));
+    }
+    assert_eq!(log.entries().len(), 20);
+}
