@@ -8,6 +8,7 @@ Checks (each bounded in time and count, stopping by itself):
   origin      evil origin gets 403; same host and no origin get 101
   pings       a client that never answers pings is closed (run the server
               with --ping-interval 1 --pong-timeout 1: within 4 s)
+  pongs       a client that answers every ping stays
   slowhead    500 sockets trickling an HTTP head and 200 silent ones are closed
               at the handshake timeout, while a new client is served at once
   limits      opens WebSockets until refused; prints the status; frees one and
@@ -138,6 +139,30 @@ def check_pings(args):
     except (EOFError, ConnectionResetError):
         pass
     print(f"pings: frames {seen}; closed after {time.monotonic() - start:.2f} s")
+
+
+def check_pongs(args):
+    """A client that answers every ping stays (for 6 s here)."""
+    s, status, rest, _ = handshake(args.addr)
+    assert "101" in status
+    reader = Reader(s, rest)
+    s.settimeout(1)
+    start, pings = time.monotonic(), 0
+    while time.monotonic() - start < 6:
+        try:
+            opcode, payload = reader.next()
+        except socket.timeout:
+            continue
+        if opcode == 0x9:
+            pings += 1
+            s.sendall(frame(payload, opcode=0xA))
+        elif opcode == 0x8:
+            print(f"pongs: closed after {time.monotonic() - start:.1f} s despite answering")
+            return
+    s.sendall(frame(b'{"stream":"echostream","payload":"alive"}'))
+    s.settimeout(5)
+    _, payload = reader.next()
+    print(f"pongs: answered {pings} pings in 6 s, still open: {payload.decode()}")
 
 
 def check_slowhead(args):

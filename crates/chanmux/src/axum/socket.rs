@@ -4,8 +4,9 @@
 //! The timeout needs to know that a message has *started* arriving, which
 //! no WebSocket library reports, so [`Metered`] counts the bytes read under
 //! it: bytes beyond those of the last complete message are an unfinished
-//! message. Only a read that leaves a message unfinished looks at the clock
-//! and arms the timer, so whole messages pay one counter addition per read.
+//! message. Only a message left unfinished by a read looks at the clock, and
+//! the timer is moved at most about once per timeout, so whole messages pay
+//! one counter addition per read.
 
 use std::io;
 use std::pin::Pin;
@@ -85,10 +86,13 @@ pub(super) struct Socket<S> {
     message_timeout: Duration,
     /// Bytes read when the last message completed.
     done_at: u64,
-    /// The unfinished message's deadline; allocated on the first unfinished
-    /// message, then reused. `armed` says whether it is running.
-    deadline: Option<Pin<Box<Sleep>>>,
-    armed: bool,
+    /// When the unfinished message was first seen unfinished.
+    partial_since: Option<Instant>,
+    /// Allocated for the first unfinished message, then reused. It is reset
+    /// only when it would fire too late, or has fired for an earlier
+    /// message: at most about once per timeout, however many reads end in
+    /// the middle of a message.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Socket<S>
@@ -100,28 +104,33 @@ where
             ws,
             message_timeout,
             done_at: 0,
-            deadline: None,
-            armed: false,
+            partial_since: None,
+            timer: None,
         }
     }
 
     /// Nothing complete is ready: if part of a message has arrived, make
-    /// sure its deadline runs, and say whether it has passed.
+    /// sure its deadline is watched, and say whether it has passed.
     fn unfinished_overdue(&mut self, cx: &mut TaskContext<'_>) -> bool {
         if self.message_timeout.is_zero() || self.ws.get_ref().read == self.done_at {
             return false;
         }
-        if !self.armed {
-            let at = Instant::now() + self.message_timeout;
-            match &mut self.deadline {
-                Some(sleep) => sleep.as_mut().reset(at),
-                None => self.deadline = Some(Box::pin(sleep_until(at))),
-            }
-            self.armed = true;
+        let since = *self.partial_since.get_or_insert_with(Instant::now);
+        let due = since + self.message_timeout;
+        let timer = self.timer.get_or_insert_with(|| Box::pin(sleep_until(due)));
+        if timer.deadline() > due {
+            timer.as_mut().reset(due);
         }
-        self.deadline
-            .as_mut()
-            .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            // It fired: for this message, or for an earlier one.
+            if Instant::now() >= due {
+                return true;
+            }
+            timer.as_mut().reset(due);
+        }
     }
 }
 
@@ -138,16 +147,16 @@ where
                 // A control frame may arrive between the fragments of a
                 // message (a pong, say): it does not end that message's wait.
                 let data = matches!(message, Message::Text(_) | Message::Binary(_));
-                if data || !this.armed {
+                if data || this.partial_since.is_none() {
                     this.done_at = this.ws.get_ref().read;
-                    this.armed = false;
+                    this.partial_since = None;
                 }
                 Poll::Ready(Some(Ok(from_message(message))))
             }
             Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(read_error(error)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending if this.unfinished_overdue(cx) => {
-                this.armed = false;
+                this.partial_since = None;
                 let timeout = this.message_timeout;
                 Poll::Ready(Some(Err(TransportError::message_timeout(timeout))))
             }

@@ -108,7 +108,7 @@ struct Parts {
     consumer: BoxFuture<'static, ()>,
     inbox: queue::Sender<Event>,
     outbound: queue::Receiver<Outbound>,
-    timeouts: Timeouts,
+    settings: Settings,
     registration: Option<Registration>,
     /// The connection's slot under [`ConnectionConfig::limits`].
     admission: Admission,
@@ -116,7 +116,7 @@ struct Parts {
 
 /// The settings a connection still needs once accepted.
 #[derive(Clone, Copy)]
-struct Timeouts {
+struct Settings {
     close: Duration,
     slow_client: Duration,
     ping_interval: Duration,
@@ -201,7 +201,7 @@ pub async fn start(
                     consumer: consumer.unwrap_or_else(|| Box::pin(async {})),
                     inbox,
                     outbound,
-                    timeouts: Timeouts {
+                    settings: Settings {
                         close: config.close_timeout,
                         slow_client: config.slow_client_timeout,
                         ping_interval: config.ping_interval,
@@ -254,7 +254,7 @@ impl Accepted {
             consumer,
             inbox,
             outbound,
-            timeouts,
+            settings,
             registration,
             admission,
         } = self.parts.take().expect("serve is called once");
@@ -263,7 +263,7 @@ impl Accepted {
             consumer,
             inbox,
             outbound,
-            timeouts,
+            settings,
             (registration, admission),
             transport.split(),
         )
@@ -278,7 +278,7 @@ async fn serve<S, R>(
     consumer: BoxFuture<'static, ()>,
     inbox: queue::Sender<Event>,
     outbound: queue::Receiver<Outbound>,
-    timeouts: Timeouts,
+    settings: Settings,
     (mut registration, admission): (Option<Registration>, Admission),
     (sink, mut frames): (S, R),
 ) where
@@ -286,7 +286,7 @@ async fn serve<S, R>(
     R: Stream<Item = Result<Frame, TransportError>> + Send + Unpin + 'static,
 {
     let (stop_tx, stop_rx) = oneshot::channel();
-    let mut writer = tokio::spawn(writer::run(sink, outbound, stop_rx, timeouts.slow_client));
+    let mut writer = tokio::spawn(writer::run(sink, outbound, stop_rx, settings.slow_client));
     // Set by a demultiplexer's connect, which ran before the accept.
     // Held here for the connection's life, then released with it.
     let router = ctx.router();
@@ -298,8 +298,8 @@ async fn serve<S, R>(
     // While one waits, nothing more is read: TCP then slows the client.
     // Boxed: it is rare, and inline it would cost every connection.
     let mut pending: Option<Box<Event>> = None;
-    let mut rate = FrameRate::new(timeouts.max_frame_rate);
-    let mut heartbeat = Heartbeat::new(timeouts.ping_interval, timeouts.pong_timeout);
+    let mut rate = FrameRate::new(settings.max_frame_rate);
+    let mut heartbeat = Heartbeat::new(settings.ping_interval, settings.pong_timeout);
     // Anything arrived since the heartbeat's timer last fired.
     let mut heard = false;
     let code = {
@@ -329,7 +329,7 @@ async fn serve<S, R>(
                             // The client's fault: tell it why (RFC 6455).
                             Some((code, reason)) => {
                                 tracing::debug!(error = %e, code, "client broke the protocol or a limit");
-                                Box::pin(last_words(&ctx, &mut writer, code, reason, timeouts.close)).await;
+                                Box::pin(last_words(&ctx, &mut writer, code, reason, settings.close)).await;
                                 writer_done = true;
                                 break code;
                             }
@@ -343,7 +343,7 @@ async fn serve<S, R>(
                     heard = true;
                     let data = matches!(frame, Frame::Text(_) | Frame::Binary(_));
                     if data && rate.as_mut().is_some_and(|rate| !rate.allow()) {
-                        let limit = timeouts.max_frame_rate;
+                        let limit = settings.max_frame_rate;
                         Box::pin(over_rate(&ctx, router.as_deref(), limit)).await;
                         continue;
                     }
@@ -378,7 +378,7 @@ async fn serve<S, R>(
                     writer_done = true;
                     break match end {
                         Ok(WriterEnd::Closed) => {
-                            Box::pin(close_reply(&mut frames, timeouts.close)).await
+                            Box::pin(close_reply(&mut frames, settings.close)).await
                         }
                         Ok(WriterEnd::SlowClient) => close_code::AGAIN,
                         _ => close_code::ABNORMAL,
@@ -414,9 +414,9 @@ async fn serve<S, R>(
     ctx.mark_disconnected();
     // Boxed, like the other once-per-connection steps: this future lives
     // as long as the connection, and its size is that of its largest step.
-    Box::pin(finish(consumer, inbox, code, timeouts.close)).await;
+    Box::pin(finish(consumer, inbox, code, settings.close)).await;
     if !writer_done
-        && Box::pin(timeout(timeouts.close, &mut writer))
+        && Box::pin(timeout(settings.close, &mut writer))
             .await
             .is_err()
     {
@@ -471,7 +471,7 @@ impl Drop for Accepted {
                     Some(parts.consumer),
                     parts.inbox,
                     close_code::ABNORMAL,
-                    parts.timeouts.close,
+                    parts.settings.close,
                 ));
             }
             // No runtime to finish it in: dropping it stops it.
