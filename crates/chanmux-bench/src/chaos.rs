@@ -919,15 +919,24 @@ impl Actor {
                 "never read, dropped"
             });
         }
-        // Read back what the server still has for us: every echo, or its
-        // documented 1013 "slow client" close if the hold outlasted it.
+        // Read back what the server still has for us: an answer to every
+        // frame (its echo, or `stream_overloaded` when the stream's queue,
+        // bounded in frames and in bytes, was full), or its documented 1013
+        // "slow client" close if the hold outlasted it.
         let mut read = 0;
+        let mut overloaded = 0;
         while read < count {
             match next_frame(&mut ws, self.wait()).await {
                 Ok(Frame::Data { stream, payload: p })
                     if stream == "echostream" && p == payload =>
                 {
                     read += 1;
+                }
+                Ok(Frame::Error { code, stream })
+                    if code == "stream_overloaded" && stream.as_deref() == Some("echostream") =>
+                {
+                    read += 1;
+                    overloaded += 1;
                 }
                 Ok(other) => return unexpected(format!("slow reader got {other:?}")),
                 Err(Problem::Refused(kind)) if kind == "close_1013" => {
@@ -949,7 +958,11 @@ impl Actor {
             }
         }
         close_cleanly(&mut ws, self.wait()).await?;
-        Ok("read back every echo")
+        Ok(if overloaded > 0 {
+            "read back every answer, some stream_overloaded"
+        } else {
+            "read back every echo"
+        })
     }
 
     /// Joins `room` on `chat` and waits for `{"joined": room}`.
