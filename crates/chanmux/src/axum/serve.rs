@@ -36,6 +36,9 @@ pub struct ServeConfig {
     pub handshake_timeout: Duration,
     /// Set `TCP_NODELAY` on accepted sockets. Default `true`.
     pub tcp_nodelay: bool,
+    /// After the shutdown signal, how long to wait for HTTP requests in
+    /// progress before returning anyway. Default 10 s.
+    pub drain_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -43,6 +46,7 @@ impl Default for ServeConfig {
         ServeConfig {
             handshake_timeout: Duration::from_secs(10),
             tcp_nodelay: true,
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -52,6 +56,13 @@ impl ServeConfig {
     #[must_use]
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`drain_timeout`](Self::drain_timeout) (default 10 s).
+    #[must_use]
+    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
         self
     }
 
@@ -71,9 +82,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves `app` over HTTP/1.1 on `listener` until `signal` resolves, then
-/// stops accepting and waits for the HTTP requests in progress (WebSockets
-/// already upgraded are not waited for: close them with a
-/// [`Shutdown`](crate::Shutdown)).
+/// stops accepting and waits (up to the drain timeout) for the HTTP requests
+/// in progress; WebSockets already upgraded are not waited for: close them
+/// with a [`Shutdown`](crate::Shutdown).
 ///
 /// Handlers see [`ConnectInfo<ConnectionAddrs>`](ConnectionAddrs), so
 /// WebSocket scopes get both addresses.
@@ -148,7 +159,17 @@ pub async fn serve(
     }
     drop(listener);
     stopping.send_replace(true);
-    stopping.closed().await;
+    let draining = stopping.receiver_count();
+    if tokio::time::timeout(config.drain_timeout, stopping.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            draining,
+            left = stopping.receiver_count(),
+            "HTTP connections still busy after the drain timeout; not waiting for them"
+        );
+    }
     Ok(())
 }
 

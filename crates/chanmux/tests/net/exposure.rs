@@ -303,3 +303,33 @@ async fn a_message_split_across_writes_within_the_timeout_arrives() {
         assert_eq!(payload, frame);
     }
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_ever_on_a_half_sent_request() {
+    // No handshake timeout here: only the drain timeout can end the wait.
+    let config = ServeConfig::default()
+        .with_handshake_timeout(Duration::ZERO)
+        .with_drain_timeout(Duration::from_millis(300));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(chanmux::axum::serve(
+        listener,
+        echo_app(ConnectionConfig::default()),
+        config,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET /ws/ HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, server)
+        .await
+        .expect("serve returned after the drain timeout")
+        .unwrap()
+        .unwrap();
+}
