@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The chaos run of the safety issue: the release demo server (with --stats)
 # under `chanmux-load chaos` for CHAOS_DURATION seconds (default 600), on
-# loopback only; writes bench/chaos-report.md, which scripts/bench.py puts in
-# BENCHMARKS.md. Exits non-zero if any check failed (lost or unexpected
+# loopback only; writes bench/chaos-report.md (bench/chaos-report-mmap.md
+# with CHAOS_MALLOC=mmap), which scripts/bench.py puts in BENCHMARKS.md. Exits non-zero if any check failed (lost or unexpected
 # results, no prompt echo, RSS not back near its start, anything left in
 # the server's stats).
 #
@@ -20,8 +20,10 @@ cargo build --release --locked -q -p chanmux-server -p chanmux-bench
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 env_args=()
+report=bench/chaos-report.md
 if [[ ${CHAOS_MALLOC:-} == mmap ]]; then
   env_args=(MALLOC_MMAP_THRESHOLD_=131072)
+  report=bench/chaos-report-mmap.md
 fi
 out=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$out"' EXIT
@@ -39,7 +41,7 @@ status=0
 cat "$out/chaos.txt" "$out/chaos.json"
 
 {
-  echo "## Chaos run"
+  echo "## Chaos run$( [[ -n ${env_args[*]} ]] && echo ", glibc returning large buffers" )"
   echo
   echo "\`scripts/chaos.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC')$( [[ -n ${env_args[*]} ]] && echo " with \`${env_args[*]}\`" ):"
   echo "the release demo server with its default limits (plus \`--stats\`), and"
@@ -51,6 +53,6 @@ cat "$out/chaos.txt" "$out/chaos.json"
   echo '```'
   echo
   echo "Server log lines at warn or above during the run: $(wc -l <"$out/server.err")."
-} > bench/chaos-report.md
-echo "== wrote bench/chaos-report.md (exit status $status)"
+} > "$report"
+echo "== wrote $report (exit status $status)"
 exit "$status"
