@@ -467,7 +467,7 @@ impl Connection {
                 stream: stream.map(str::to_owned),
             })
         };
-        let value = match serde_json::from_str::<Value>(text) {
+        let value = match crate::json::read_json(text) {
             Ok(value) => value,
             Err(e) if crate::envelope::beyond_oracle(&e) => return None,
             Err(_) => return error(ErrorCode::InvalidJson, None),
@@ -513,7 +513,7 @@ impl Connection {
                 assert_eq!(got, want, "{}", context());
             }
             (Expected::Data { stream, payload }, [Output::Text(got)]) => {
-                let value: Value = serde_json::from_str(got)
+                let value = crate::json::read_json(got)
                     .unwrap_or_else(|e| panic!("{}: reply is not JSON ({e})", context()));
                 let want = serde_json::json!({ "stream": stream, "payload": payload });
                 assert_eq!(value, want, "{}", context());
@@ -533,7 +533,7 @@ fn check_error_frame(
     stream: Option<&str>,
     context: &dyn Fn() -> String,
 ) {
-    let value: Value = serde_json::from_str(frame)
+    let value = crate::json::read_json(frame)
         .unwrap_or_else(|e| panic!("{}: error frame is not JSON ({e})", context()));
     let object = value
         .as_object()

@@ -3,8 +3,11 @@
 use chanmux_core::{Envelope, EnvelopeError, ErrorCode, wrap};
 use serde_json::Value;
 
+use crate::json::read_json;
+
 /// Parses `data` (read as UTF-8, invalid sequences replaced) as a frame and
-/// checks the result against serde_json's reading of the same text.
+/// checks the result against serde_json's reading of the same text (into a
+/// `Value` without `Value`'s raw-value key; see `json::read_json`).
 ///
 /// - `Envelope::parse` never panics.
 /// - It accepts exactly the JSON objects with a string `stream` and a
@@ -29,7 +32,7 @@ pub fn envelope(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let text = text.as_ref();
     let parsed = Envelope::parse(text);
-    let oracle = match serde_json::from_str::<Value>(text) {
+    let oracle = match read_json(text) {
         Ok(value) => Some(Ok(value)),
         Err(e) if beyond_oracle(&e) => None,
         Err(e) => Some(Err(e)),
@@ -51,7 +54,7 @@ pub fn envelope(data: &[u8]) {
                 Some(env.stream()),
                 "stream differs from serde_json's: {text:?}"
             );
-            let payload: Value = serde_json::from_str(env.payload()).unwrap_or_else(|e| {
+            let payload = read_json(env.payload()).unwrap_or_else(|e| {
                 panic!("payload {:?} is not JSON ({e}): {text:?}", env.payload())
             });
             assert_eq!(
@@ -127,7 +130,7 @@ fn check_wrap_round_trip(stream: &str, payload: &str) {
         .unwrap_or_else(|e| panic!("wrapped frame does not parse ({e}): {frame:?}"));
     assert_eq!(again.stream(), stream, "wrapped stream: {frame:?}");
     assert_eq!(again.payload(), payload, "wrapped payload: {frame:?}");
-    match serde_json::from_str::<Value>(&frame) {
+    match read_json(&frame) {
         Ok(value) => {
             assert_eq!(value["stream"].as_str(), Some(stream), "{frame:?}");
             let object = value.as_object().expect("wrap gives an object");
@@ -157,6 +160,8 @@ mod tests {
             "not json",
             "",
             "{\"stream\":\"\u{fffd}\",\"payload\":\"\\ud800\"}",
+            r#"{"streyload":{"$serde_json::private::RawValue":true}}"#,
+            r#"{"stream":"a","payload":{"$serde_json::private::RawValue":"[1]"}}"#,
         ] {
             envelope(frame.as_bytes());
         }
