@@ -18,6 +18,6 @@ mod envelope;
 mod json;
 mod panics;
 
-pub use actions::{Action, MAX_ACTIONS, actions, run_actions};
+pub use actions::{Action, Layout, MAX_ACTIONS, Target, actions, run_actions};
 pub use envelope::envelope;
 pub use json::Json;
