@@ -1,0 +1,176 @@
+//! `Envelope::parse` and `wrap` against serde_json as the oracle.
+
+use chanmux_core::{Envelope, EnvelopeError, ErrorCode, wrap};
+use serde_json::Value;
+
+use crate::json::read_json;
+
+/// Parses `data` (read as UTF-8, invalid sequences replaced) as a frame and
+/// checks the result against serde_json's reading of the same text (into a
+/// `Value` without `Value`'s raw-value key; see `json::read_json`).
+///
+/// - `Envelope::parse` never panics.
+/// - It accepts exactly the JSON objects with a string `stream` and a
+///   `payload`; when it accepts, the stream name and the payload (parsed)
+///   equal serde_json's values of those fields, the last of repeated fields
+///   winning, and the payload is a slice of the frame (`payload_range`).
+/// - Otherwise its error code is the first that applies of `invalid_json`,
+///   `not_an_object`, `missing_stream`, `missing_payload` (with the stream).
+/// - `wrap(stream, payload)` is valid JSON that parses back to the same
+///   stream and the identical payload text.
+///
+/// serde_json's `Value` reader stops at nesting depth 128, at numbers out of
+/// `f64` range and at `\u` escapes of unpaired surrogates; all are allowed
+/// by the JSON grammar, and the parser skips the payload without those
+/// limits. For such texts (where serde_json's error says so)
+/// only the checks that need no oracle run: no panic, and the wrap round trip.
+///
+/// # Panics
+///
+/// When an invariant breaks.
+pub fn envelope(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let text = text.as_ref();
+    let parsed = Envelope::parse(text);
+    let oracle = match read_json(text) {
+        Ok(value) => Some(Ok(value)),
+        Err(e) if beyond_oracle(&e) => None,
+        Err(e) => Some(Err(e)),
+    };
+    if let Ok(env) = &parsed {
+        check_payload_slice(text, env);
+        check_wrap_round_trip(env.stream(), env.payload());
+    }
+    let Some(oracle) = oracle else {
+        return;
+    };
+    match (parsed, oracle) {
+        (Ok(env), Ok(value)) => {
+            let object = value
+                .as_object()
+                .unwrap_or_else(|| panic!("accepted a non-object: {text:?}"));
+            assert_eq!(
+                object.get("stream").and_then(Value::as_str),
+                Some(env.stream()),
+                "stream differs from serde_json's: {text:?}"
+            );
+            let payload = read_json(env.payload()).unwrap_or_else(|e| {
+                panic!("payload {:?} is not JSON ({e}): {text:?}", env.payload())
+            });
+            assert_eq!(
+                Some(&payload),
+                object.get("payload"),
+                "payload differs from serde_json's: {text:?}"
+            );
+        }
+        (Ok(env), Err(e)) => panic!(
+            "accepted (stream {:?}) what serde_json rejects ({e}): {text:?}",
+            env.stream()
+        ),
+        (Err(err), Ok(value)) => check_rejection(text, &err, &value),
+        (Err(err), Err(e)) => assert_eq!(
+            err.code(),
+            ErrorCode::InvalidJson,
+            "serde_json rejects ({e}) but the parser says {err:?}: {text:?}"
+        ),
+    }
+}
+
+/// Whether serde_json rejected text the JSON grammar allows, for a limit of
+/// its own (see [`envelope`]).
+pub(crate) fn beyond_oracle(e: &serde_json::Error) -> bool {
+    let message = e.to_string();
+    [
+        "recursion limit exceeded",
+        "number out of range",
+        // A `\uD800`-style escape without its pair: grammatical JSON (Python
+        // reads it), but not a Rust string.
+        "lone leading surrogate in hex escape",
+        "unexpected end of hex escape",
+        "invalid unicode code point",
+    ]
+    .iter()
+    .any(|limit| message.contains(limit))
+}
+
+/// A rejected frame that serde_json reads as `value`: the error must be the
+/// first of the envelope's conditions that `value` fails.
+fn check_rejection(text: &str, err: &EnvelopeError, value: &Value) {
+    let (code, stream) = match value.as_object() {
+        None => (ErrorCode::NotAnObject, None),
+        Some(object) => match object.get("stream").and_then(Value::as_str) {
+            None => (ErrorCode::MissingStream, None),
+            Some(stream) => {
+                assert!(
+                    !object.contains_key("payload"),
+                    "rejected a valid envelope ({err:?}): {text:?}"
+                );
+                (ErrorCode::MissingPayload, Some(stream))
+            }
+        },
+    };
+    assert_eq!(err.code(), code, "wrong code ({err:?}): {text:?}");
+    assert_eq!(err.stream(), stream, "wrong stream in {err:?}: {text:?}");
+}
+
+/// The payload is the frame's own text, with no surrounding whitespace.
+fn check_payload_slice(text: &str, env: &Envelope<'_>) {
+    let payload = env.payload();
+    assert_eq!(&text[env.payload_range(text)], payload);
+    assert!(
+        !payload.is_empty() && payload.trim() == payload,
+        "payload {payload:?} is empty or padded: {text:?}"
+    );
+}
+
+/// `wrap` gives valid JSON that parses back to the same stream and payload.
+fn check_wrap_round_trip(stream: &str, payload: &str) {
+    let frame = wrap(stream, payload);
+    let again = Envelope::parse(&frame)
+        .unwrap_or_else(|e| panic!("wrapped frame does not parse ({e}): {frame:?}"));
+    assert_eq!(again.stream(), stream, "wrapped stream: {frame:?}");
+    assert_eq!(again.payload(), payload, "wrapped payload: {frame:?}");
+    match read_json(&frame) {
+        Ok(value) => {
+            assert_eq!(value["stream"].as_str(), Some(stream), "{frame:?}");
+            let object = value.as_object().expect("wrap gives an object");
+            assert_eq!(object.len(), 2, "wrap gives exactly two fields: {frame:?}");
+        }
+        Err(e) => assert!(
+            beyond_oracle(&e),
+            "wrapped frame is not JSON ({e}): {frame:?}"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::envelope;
+
+    #[test]
+    fn accepts_and_rejects_the_documented_examples() {
+        for frame in [
+            r#"{"stream":"echo","payload":{"a":[1,2.5,"x"]}}"#,
+            r#" {"payload":null,"x":1,"stream":"a\u00e9"} "#,
+            r#"{"stream":"a","payload":1,"stream":"b","payload":[2]}"#,
+            r#"{"stream":"a","payload":1e400}"#,
+            r#"{"stream":"s"}"#,
+            r#"{"payload":1}"#,
+            "[1]",
+            "not json",
+            "",
+            "{\"stream\":\"\u{fffd}\",\"payload\":\"\\ud800\"}",
+            r#"{"streyload":{"$serde_json::private::RawValue":true}}"#,
+            r#"{"stream":"a","payload":{"$serde_json::private::RawValue":"[1]"}}"#,
+        ] {
+            envelope(frame.as_bytes());
+        }
+        let deep = format!(
+            r#"{{"stream":"s","payload":{}{}}}"#,
+            "[".repeat(500),
+            "]".repeat(500)
+        );
+        envelope(deep.as_bytes());
+        envelope(&[0xff, b'{', 0xfe]);
+    }
+}
