@@ -441,7 +441,9 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
     w("See the README's Performance section (`cargo bench -p chanmux-core --bench envelope`, "
       "`cargo bench -p chanmux --bench demux`).\n")
     w(SAFETY_NOTES)
-    for chaos in sorted((ROOT / "bench").glob("chaos-report*.md")):
+    # glibc's defaults first, then the other malloc settings.
+    reports = (ROOT / "bench").glob("chaos-report*.md")
+    for chaos in sorted(reports, key=lambda p: (p.name != "chaos-report.md", p.name)):
         w(chaos.read_text())
     REPORT.write_text("\n".join(out) + "\n")
 
