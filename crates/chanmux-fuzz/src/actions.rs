@@ -422,7 +422,7 @@ impl Session {
         let connection = self.connect().await;
         let expected = Expected::Error {
             code,
-            stream: stream.map(str::to_owned),
+            stream: echoed(stream),
         };
         connection.comm.send_text_to(frame).await;
         connection.check(step, frame, expected).await;
@@ -473,7 +473,7 @@ impl Connection {
         let error = |code, stream: Option<&str>| {
             Some(Expected::Error {
                 code,
-                stream: stream.map(str::to_owned),
+                stream: echoed(stream),
             })
         };
         let value = match crate::json::read_json(text) {
@@ -533,6 +533,14 @@ impl Connection {
             _ => panic!("{}", context()),
         }
     }
+}
+
+/// The `stream` an error frame names: names over
+/// [`MAX_ECHOED_NAME`](chanmux::core::MAX_ECHOED_NAME) bytes are never echoed.
+fn echoed(stream: Option<&str>) -> Option<String> {
+    stream
+        .filter(|name| name.len() <= chanmux::core::MAX_ECHOED_NAME)
+        .map(str::to_owned)
 }
 
 /// An error frame is exactly `{"error": {"code", "message"}, "stream"}`.
