@@ -450,10 +450,10 @@ async fn last_words(
 /// from the socket.
 async fn over_rate(ctx: &Context, router: Option<&Router>, limit: u32) {
     tracing::debug!(limit, "frame over the rate limit; dropped");
+    let message = format!("more than {limit} frames per second; frame dropped");
     match router {
-        Some(router) => router.reject_rate_limited(limit).await,
+        Some(router) => router.reject(ErrorCode::RateLimited, &message, None).await,
         None => {
-            let message = format!("more than {limit} frames per second; frame dropped");
             let _ = ctx.send_error(ErrorCode::RateLimited, &message).await;
         }
     }

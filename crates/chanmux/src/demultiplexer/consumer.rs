@@ -88,7 +88,7 @@ impl Router {
     ///
     /// Boxed: bad input is the rare path, and its future would otherwise
     /// enlarge the routing future the connection loop holds.
-    async fn reject(&self, code: ErrorCode, message: &str, stream: Option<&str>) {
+    pub(crate) async fn reject(&self, code: ErrorCode, message: &str, stream: Option<&str>) {
         // A send error means the client is gone; there is no one to tell.
         let _ = Box::pin(self.shared.send_error(code, message, stream)).await;
     }
@@ -143,12 +143,6 @@ impl Router {
             _ => format!("stream {name:?} is not accepting frames"),
         };
         self.reject(refusal, &message, Some(name)).await;
-    }
-
-    /// Answers a frame over the connection's rate limit (it was dropped).
-    pub(crate) async fn reject_rate_limited(&self, limit: u32) {
-        let message = format!("more than {limit} frames per second; frame dropped");
-        self.reject(ErrorCode::RateLimited, &message, None).await;
     }
 
     /// Answers a binary frame: the multiplexed protocol is text only.
