@@ -8,7 +8,7 @@
 //!
 //! `cargo run --release --example conformance -- --addr 127.0.0.1:PORT`
 
-#[path = "../src/cli.rs"]
+#[path = "../src/cli/mod.rs"]
 mod cli;
 
 #[tokio::main]

@@ -1,17 +1,12 @@
-//! What the demo binary and the conformance example share: flags, logging,
-//! binding, and serving until Ctrl-C. Included by both with `mod cli;`
-//! (binary-only code: it uses anyhow).
+//! The flags (and their environment variables) of the demo server and the
+//! conformance example.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::Router;
-use chanmux::axum::ServeConfig;
-use chanmux::layer::SharedLayer;
 use chanmux::{ConnectionConfig, ConnectionLimits, OriginPolicy, Shutdown};
 use clap::Parser;
-use tokio::net::TcpListener;
 
 /// Flags of the demo server and the conformance example.
 #[derive(Debug, Parser)]
@@ -76,11 +71,40 @@ pub(crate) struct Args {
     /// Serve `GET /stats` (connections and channel-layer counts, as JSON).
     #[arg(long, env = "CHANMUX_STATS")]
     pub(crate) stats: bool,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` on a listener of
+    /// their own (e.g. 127.0.0.1:9090); off unless given.
+    #[arg(long, env = "CHANMUX_METRICS_ADDR")]
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    /// Log format: `text` for people, `json` (one object per line) for log
+    /// shippers. Which lines are logged is set by RUST_LOG (default `info`).
+    #[arg(long, env = "CHANMUX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+    /// Seconds a graceful shutdown (SIGTERM or Ctrl-C) takes at most:
+    /// WebSockets are closed with 1001 spread over this time, then the
+    /// process exits whatever is still open. A second signal closes the rest
+    /// at once.
+    #[arg(long, env = "CHANMUX_DRAIN_SECS", default_value_t = 10)]
+    pub(crate) drain_secs: u64,
+    /// PEM certificate chain: serve `https://` and `wss://` (needs --tls-key).
+    #[arg(long, env = "CHANMUX_TLS_CERT")]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "CHANMUX_TLS_KEY")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Args {
     /// The connection settings these flags ask for.
-    fn connection_config(&self, shutdown: Shutdown) -> anyhow::Result<ConnectionConfig> {
+    pub(crate) fn connection_config(&self, shutdown: Shutdown) -> anyhow::Result<ConnectionConfig> {
         let mut origins = OriginPolicy::same_host();
         for pattern in &self.allowed_origins {
             origins = origins.allow(pattern);
@@ -103,52 +127,5 @@ impl Args {
             .with_pong_timeout(Duration::from_secs(self.pong_timeout))
             .with_message_timeout(Duration::from_secs(self.message_timeout))
             .with_max_frame_rate(self.max_frame_rate))
-    }
-}
-
-/// Parses the flags, binds, builds the app with `app` and serves it until
-/// Ctrl-C (closing WebSockets with 1001).
-pub(crate) async fn serve(
-    app: fn(ConnectionConfig, SharedLayer) -> Router,
-    what: &str,
-) -> anyhow::Result<()> {
-    // Logs go to stderr; stdout carries only the address line.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,chanmux=info".into()),
-        )
-        .init();
-    let args = Args::parse();
-    let listener = TcpListener::bind(args.addr)
-        .await
-        .with_context(|| format!("binding {}", args.addr))?;
-    let addr = listener.local_addr().context("reading the bound address")?;
-    let layer = chanmux_server::layer(args.redis.as_deref())
-        .await
-        .context("connecting to Redis")?;
-    let shutdown = Shutdown::new();
-    let app = app(args.connection_config(shutdown.clone())?, layer.clone());
-    let app = if args.stats {
-        app.merge(chanmux_server::stats::stats_router(layer, shutdown.clone()))
-    } else {
-        app
-    };
-    let serve =
-        ServeConfig::default().with_handshake_timeout(Duration::from_secs(args.handshake_timeout));
-    // Tests and scripts read this line to find the port when --addr ends in :0.
-    println!("listening on http://{addr}");
-    tracing::info!(%addr, "{what} ready");
-    chanmux_server::run(listener, app, serve, shutdown, ctrl_c())
-        .await
-        .context("serving")?;
-    Ok(())
-}
-
-async fn ctrl_c() {
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        tracing::error!(error = %e, "cannot listen for Ctrl-C; running until killed");
-        std::future::pending::<()>().await;
     }
 }
