@@ -77,6 +77,13 @@ pub trait ChannelLayer: Send + Sync + 'static {
 
     /// What this layer instance holds locally.
     fn stats(&self) -> LayerStats;
+
+    /// Whether the backend is reachable now (for readiness probes); a layer
+    /// in this process always is. Backends that can lose theirs also set the
+    /// [`LAYER_UP`] gauge when it changes.
+    fn is_up(&self) -> bool {
+        true
+    }
 }
 
 /// Counts of what a layer instance holds, for monitoring and leak checks.
@@ -263,6 +270,27 @@ impl Registry {
     }
 }
 
+/// Metric: messages handed to local channels (group members and direct
+/// sends), by `result` (`delivered`, `dropped`); a counter.
+pub const GROUP_MESSAGES: &str = "chanmux_group_messages_total";
+
+/// Metric: 1 while the layer's backend is reachable, else 0; a gauge set by
+/// backends that can lose theirs (see [`ChannelLayer::is_up`]).
+pub const LAYER_UP: &str = "chanmux_layer_up";
+
+/// The delivered and dropped counters, looked up once per process (install
+/// the metrics recorder before the first message).
+fn group_message_counters() -> &'static (metrics::Counter, metrics::Counter) {
+    static COUNTERS: std::sync::OnceLock<(metrics::Counter, metrics::Counter)> =
+        std::sync::OnceLock::new();
+    COUNTERS.get_or_init(|| {
+        (
+            metrics::counter!(GROUP_MESSAGES, "result" => "delivered"),
+            metrics::counter!(GROUP_MESSAGES, "result" => "dropped"),
+        )
+    })
+}
+
 /// What every backend keeps of its own instance: the local channels (named
 /// `<prefix>.<n>`) and their memberships, and how many messages could not
 /// be handed over. Deliveries run outside the lock, each contained.
@@ -326,16 +354,26 @@ impl LocalChannels {
     /// Hands `message` to each delivery (outside the lock), counting those
     /// that refuse or panic as dropped.
     pub fn deliver_each(&self, deliveries: &[Arc<dyn Deliver>], message: &Message) {
+        let mut dropped = 0;
         for delivery in deliveries {
             if !deliver_contained(&**delivery, message.clone()) {
-                self.count_dropped();
+                dropped += 1;
             }
+        }
+        // Counted once per message, not per member: a fan-out to thousands
+        // adds to each counter once.
+        let (delivered_metric, dropped_metric) = group_message_counters();
+        delivered_metric.increment((deliveries.len() - dropped) as u64);
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+            dropped_metric.increment(dropped as u64);
         }
     }
 
     /// A message that found nobody to take it.
     pub fn count_dropped(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
+        group_message_counters().1.increment(1);
     }
 
     /// Channels, groups, memberships and dropped messages.

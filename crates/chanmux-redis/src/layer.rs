@@ -133,6 +133,7 @@ impl RedisLayer {
             config,
             connected: AtomicBool::new(true),
         });
+        metrics::gauge!(chanmux_core::layer::LAYER_UP).set(1.0);
         let (mut sink, stream) = pubsub.split();
         timeout(wait, sink.subscribe(shared.topics()))
             .await
@@ -357,6 +358,10 @@ impl ChannelLayer for RedisLayer {
 
     fn stats(&self) -> LayerStats {
         self.shared().local.stats()
+    }
+
+    fn is_up(&self) -> bool {
+        self.is_connected()
     }
 }
 

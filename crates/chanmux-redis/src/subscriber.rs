@@ -72,6 +72,7 @@ pub(crate) async fn run(
             return;
         }
         shared.connected.store(false, Ordering::Release);
+        metrics::gauge!(chanmux_core::layer::LAYER_UP).set(0.0);
         tracing::warn!("lost the Redis subscription connection; reconnecting");
         let Some((new_sink, new_stream, now_refused)) =
             reconnect(&client, &shared, &mut commands, &mut held).await
@@ -80,6 +81,7 @@ pub(crate) async fn run(
         };
         (sink, stream, refused) = (new_sink, new_stream, now_refused);
         shared.connected.store(true, Ordering::Release);
+        metrics::gauge!(chanmux_core::layer::LAYER_UP).set(1.0);
         tracing::info!("Redis subscription connection restored");
     }
 }

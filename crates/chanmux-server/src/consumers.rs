@@ -163,7 +163,11 @@ impl Consumer for Chat {
                 join: Some(room), ..
             } => match room_group(&room) {
                 Ok(group) => match ctx.group_add(group.as_str()).await {
-                    Ok(()) => Ok(json!({"joined": room})),
+                    Ok(()) => {
+                        // In the connection's and the stream's spans.
+                        tracing::debug!(%room, "joined a room");
+                        Ok(json!({"joined": room}))
+                    }
                     Err(e) => return reply_error(ctx, &join_error(&e)).await,
                 },
                 Err(e) => return reply_error(ctx, &e).await,

@@ -1,22 +1,21 @@
 //! The demo server: the seed's four streams at `/ws/` and a page at `/`.
 //!
-//! `main.rs` and the conformance example are thin wrappers over [`run`], which
-//! tests call too, with a listener on port 0 and a shutdown future they control.
+//! `main.rs` and the conformance example serve [`demo_router`] (or
+//! [`conformance_router`]) with [`chanmux::axum::serve`], as tests do with a
+//! listener on port 0 and a shutdown future they control.
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
 pub mod consumers;
+pub mod metrics;
 pub mod stats;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::response::Html;
-use chanmux::axum::{ServeConfig, serve, websocket_with_config};
+use chanmux::axum::websocket_with_config;
 use chanmux::layer::SharedLayer;
-use chanmux::{ConnectionConfig, Demultiplexer, Shutdown};
-use tokio::net::TcpListener;
+use chanmux::{ConnectionConfig, Demultiplexer};
 
 use consumers::{AltEcho, Chat, CloseAfterFirst, CloseWithCode, Echo, NeverAccept, RaiseInConnect};
 
@@ -36,9 +35,6 @@ pub async fn layer(redis_url: Option<&str>) -> Result<SharedLayer, chanmux_redis
         None => Arc::new(chanmux::layer::InMemoryLayer::new()),
     })
 }
-
-/// How long shutdown waits for WebSockets to finish their closing handshake.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The demo's demultiplexer: the seed's `echostream`, `altechostream`,
 /// `closeafterfirst`, `neveraccept`, and `chat` over `layer`.
@@ -67,8 +63,9 @@ pub fn reference_demultiplexer(layer: SharedLayer) -> Demultiplexer {
         .build()
 }
 
-/// The demo: the page at `/`, the demultiplexer at `/ws/`, and the
-/// reference streams alone at `/ws/reference/`.
+/// The demo: the page at `/`, the demultiplexer at `/ws/`, the reference
+/// streams alone at `/ws/reference/`, and `/healthz` and `/readyz` (see
+/// [`chanmux::axum::health`]).
 pub fn demo_router(config: ConnectionConfig, layer: SharedLayer) -> Router {
     Router::new()
         .route(
@@ -81,8 +78,9 @@ pub fn demo_router(config: ConnectionConfig, layer: SharedLayer) -> Router {
         )
         .route(
             "/ws/reference/",
-            websocket_with_config(reference_demultiplexer(layer), config),
+            websocket_with_config(reference_demultiplexer(layer.clone()), config),
         )
+        .merge(chanmux::axum::health(Some(layer)))
 }
 
 /// The applications of channelsmultiplexer's test suite, for outside
@@ -102,39 +100,4 @@ pub fn conformance_router(config: ConnectionConfig, layer: SharedLayer) -> Route
         .route("/ws/raise/", websocket_with_config(raise, config.clone()))
         .route("/ws/single/", websocket_with_config(single, config.clone()))
         .route("/ws/lastclose/", websocket_with_config(last_close, config))
-}
-
-/// Serves `app` on `listener` with `config` (TCP_NODELAY, the handshake
-/// timeout) until `signal` resolves; then closes every WebSocket with 1001
-/// and waits (up to 10 s) for them to finish.
-///
-/// `shutdown` must be the switch given to the routes' [`ConnectionConfig`].
-///
-/// # Errors
-///
-/// When the listener fails.
-pub async fn run(
-    listener: TcpListener,
-    app: Router,
-    config: ServeConfig,
-    shutdown: Shutdown,
-    signal: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let switch = shutdown.clone();
-    let signal = async move {
-        signal.await;
-        tracing::info!("shutting down: closing WebSockets with 1001");
-        switch.trigger();
-    };
-    serve(listener, app, config, signal).await?;
-    if tokio::time::timeout(DRAIN_TIMEOUT, shutdown.drained())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            live = shutdown.live_connections(),
-            "WebSockets still open after the drain timeout"
-        );
-    }
-    Ok(())
 }

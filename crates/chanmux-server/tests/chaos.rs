@@ -26,11 +26,10 @@ async fn a_short_chaos_run_passes_every_check() {
     let app = chanmux_server::demo_router(config, layer.clone())
         .merge(chanmux_server::stats::stats_router(layer, shutdown.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(chanmux_server::run(
+    let server = tokio::spawn(chanmux::axum::serve(
         listener,
         app,
-        ServeConfig::default(),
-        shutdown,
+        ServeConfig::default().with_shutdown(shutdown),
         async {
             let _ = stopped.await;
         },

@@ -50,11 +50,10 @@ impl Server {
             chanmux_server::demo_router(config, layer)
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(chanmux_server::run(
+        let task = tokio::spawn(chanmux::axum::serve(
             listener,
             app,
-            ServeConfig::default(),
-            shutdown.clone(),
+            ServeConfig::default().with_shutdown(shutdown.clone()),
             async {
                 let _ = stopped.await;
             },

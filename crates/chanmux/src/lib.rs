@@ -147,6 +147,7 @@ mod demultiplexer;
 mod error;
 pub mod layer;
 mod limits;
+pub mod metrics;
 mod origin;
 mod queue;
 mod router;

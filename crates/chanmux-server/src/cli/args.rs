@@ -64,6 +64,10 @@ pub(crate) struct Args {
         value_delimiter = ','
     )]
     pub(crate) trusted_proxies: Vec<String>,
+    /// Seconds a write to a client may stay stuck (the client is not
+    /// reading) before it is disconnected with 1013.
+    #[arg(long, env = "CHANMUX_SLOW_CLIENT_TIMEOUT", default_value_t = 10)]
+    pub(crate) slow_client_timeout: u64,
     /// Frames per second one connection may send (and in one burst); more
     /// are answered with a `rate_limited` error frame. 0 for no limit.
     #[arg(long, env = "CHANMUX_MAX_FRAME_RATE", default_value_t = 1_000)]
@@ -126,6 +130,7 @@ impl Args {
             .with_ping_interval(Duration::from_secs(self.ping_interval))
             .with_pong_timeout(Duration::from_secs(self.pong_timeout))
             .with_message_timeout(Duration::from_secs(self.message_timeout))
+            .with_slow_client_timeout(Duration::from_secs(self.slow_client_timeout))
             .with_max_frame_rate(self.max_frame_rate))
     }
 }

@@ -1,16 +1,16 @@
 //! What the demo binary and the conformance example share: flags, logging,
-//! binding, and serving until SIGTERM or Ctrl-C. Included by both with
-//! `mod cli;` (binary-only code: it uses anyhow).
+//! metrics, binding, and serving until SIGTERM or Ctrl-C. Included by both
+//! with `mod cli;` (binary-only code: it uses anyhow).
 
 mod args;
+mod logging;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
 use chanmux::ConnectionConfig;
-use chanmux::Shutdown;
-use chanmux::axum::ServeConfig;
+use chanmux::axum::{ServeConfig, serve as serve_http, termination};
 use chanmux::layer::SharedLayer;
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -18,20 +18,24 @@ use tokio::net::TcpListener;
 use args::Args;
 
 /// Parses the flags, binds, builds the app with `app` and serves it until
-/// Ctrl-C (closing WebSockets with 1001).
+/// SIGTERM or Ctrl-C, then drains (see `--drain-secs`).
 pub(crate) async fn serve(
     app: fn(ConnectionConfig, SharedLayer) -> Router,
     what: &str,
 ) -> anyhow::Result<()> {
-    // Logs go to stderr; stdout carries only the address line.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,chanmux=info".into()),
-        )
-        .init();
     let args = Args::parse();
+    logging::init(args.log_format);
+    // Before anything records: the library looks its handles up once.
+    let metrics = match args.metrics_addr {
+        Some(addr) => {
+            let handle = chanmux_server::metrics::install().context("installing metrics")?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding --metrics-addr {addr}"))?;
+            Some((listener, handle))
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("binding {}", args.addr))?;
@@ -39,27 +43,32 @@ pub(crate) async fn serve(
     let layer = chanmux_server::layer(args.redis.as_deref())
         .await
         .context("connecting to Redis")?;
-    let shutdown = Shutdown::new();
+    let config = ServeConfig::default()
+        .with_handshake_timeout(Duration::from_secs(args.handshake_timeout))
+        .with_drain_timeout(Duration::from_secs(args.drain_secs));
+    let shutdown = config.shutdown.clone();
     let app = app(args.connection_config(shutdown.clone())?, layer.clone());
     let app = if args.stats {
-        app.merge(chanmux_server::stats::stats_router(layer, shutdown.clone()))
+        app.merge(chanmux_server::stats::stats_router(layer, shutdown))
     } else {
         app
     };
-    let serve =
-        ServeConfig::default().with_handshake_timeout(Duration::from_secs(args.handshake_timeout));
     // Tests and scripts read this line to find the port when --addr ends in :0.
     println!("listening on http://{addr}");
+    if let Some((listener, handle)) = metrics {
+        // The second line, for the same reason.
+        println!("metrics on http://{}/metrics", listener.local_addr()?);
+        let router = chanmux_server::metrics::metrics_router(handle);
+        // Plain axum: this port is for the operator's scraper, not the public.
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "metrics listener failed");
+            }
+        });
+    }
     tracing::info!(%addr, "{what} ready");
-    chanmux_server::run(listener, app, serve, shutdown, ctrl_c())
+    serve_http(listener, app, config, termination())
         .await
         .context("serving")?;
     Ok(())
-}
-
-async fn ctrl_c() {
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        tracing::error!(error = %e, "cannot listen for Ctrl-C; running until killed");
-        std::future::pending::<()>().await;
-    }
 }

@@ -25,11 +25,13 @@
 //! upgrade is answered: 101 when it accepts, 403 when it refuses or times
 //! out, 500 when it fails.
 
+mod health;
 mod serve;
 mod socket;
 mod upgrade;
 
-pub use serve::{ServeConfig, serve};
+pub use health::health;
+pub use serve::{ServeConfig, serve, termination};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,7 +51,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::connection::{self, ConnectionConfig, Handshake, Refusal};
 use crate::scope::parse_subprotocols;
-use crate::{ConsumerFactory, Scope};
+use crate::{ConsumerFactory, Scope, Shutdown};
 use socket::{Metered, Socket};
 
 /// A `GET` route that serves WebSocket connections with `app`, with default settings.
@@ -139,6 +141,15 @@ async fn upgrade(
         .map_or(config.max_message_size, |max| {
             max.min(config.max_message_size)
         });
+    // Routes without a shutdown switch of their own drain with the server's.
+    let with_servers;
+    let config = match (&config.shutdown, scope.extensions.get::<Shutdown>()) {
+        (None, Some(shutdown)) => {
+            with_servers = config.clone().with_shutdown(shutdown.clone());
+            &with_servers
+        }
+        _ => config,
+    };
     match connection::start(app, scope, config).await {
         Handshake::Refused(refusal) => refused(refusal),
         Handshake::Accepted(accepted) => {

@@ -8,6 +8,9 @@
 //! delay), and a connection that has not sent a complete request head within
 //! the handshake timeout, or that idles that long between keep-alive
 //! requests, is closed.
+//!
+//! It also owns the drain at shutdown, so that a server restarted by its
+//! supervisor (SIGTERM) lets its clients go gradually: see [`serve`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,10 +24,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep};
+use tokio::time::{Instant, sleep, sleep_until};
 use tower_service::Service;
 
 use super::ConnectionAddrs;
+use crate::Shutdown;
 
 /// Settings of [`serve`].
 #[derive(Debug, Clone)]
@@ -36,9 +40,19 @@ pub struct ServeConfig {
     pub handshake_timeout: Duration,
     /// Set `TCP_NODELAY` on accepted sockets. Default `true`.
     pub tcp_nodelay: bool,
-    /// After the shutdown signal, how long to wait for HTTP requests in
-    /// progress before returning anyway. Default 10 s.
+    /// How long the drain after the shutdown signal lasts at most: the open
+    /// WebSockets are closed with 1001 spread over its first nine tenths
+    /// (the rest is for closing handshakes), and when it is over [`serve`]
+    /// returns, whatever is still open. Default 10 s.
     pub drain_timeout: Duration,
+    /// During a drain, a SIGTERM or SIGINT (Ctrl-C) closes the WebSockets
+    /// not yet closed at once (Unix; elsewhere Ctrl-C). Default `true`.
+    pub close_now_on_signal: bool,
+    /// The switch that closes the WebSockets at the drain. Routes whose
+    /// [`ConnectionConfig`](crate::ConnectionConfig) has no
+    /// [`shutdown`](crate::ConnectionConfig::shutdown) of their own use
+    /// this one (it reaches them as a request extension). Default: a new one.
+    pub shutdown: Shutdown,
 }
 
 impl Default for ServeConfig {
@@ -47,6 +61,8 @@ impl Default for ServeConfig {
             handshake_timeout: Duration::from_secs(10),
             tcp_nodelay: true,
             drain_timeout: Duration::from_secs(10),
+            close_now_on_signal: true,
+            shutdown: Shutdown::new(),
         }
     }
 }
@@ -72,6 +88,22 @@ impl ServeConfig {
         self.tcp_nodelay = nodelay;
         self
     }
+
+    /// Sets [`close_now_on_signal`](Self::close_now_on_signal) (default `true`).
+    #[must_use]
+    pub fn with_close_now_on_signal(mut self, close_now: bool) -> Self {
+        self.close_now_on_signal = close_now;
+        self
+    }
+
+    /// Sets [`shutdown`](Self::shutdown): share a switch with routes that
+    /// have it in their [`ConnectionConfig`](crate::ConnectionConfig), or
+    /// keep one to see [`live_connections`](Shutdown::live_connections).
+    #[must_use]
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
 }
 
 /// How long to pause accepting after an accept error (out of descriptors,
@@ -82,16 +114,22 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves `app` over HTTP/1.1 on `listener` until `signal` resolves, then
-/// stops accepting and waits (up to the drain timeout) for the HTTP requests
-/// in progress; WebSockets already upgraded are not waited for: close them
-/// with a [`Shutdown`](crate::Shutdown).
+/// drains: no new WebSocket is accepted (upgrades get 503, while other
+/// routes, a readiness probe say, are still served), the open WebSockets
+/// are closed with 1001 spread over the drain, HTTP requests in progress
+/// finish, and the listener closes once the WebSockets are gone. Returns
+/// when everything has ended, or when the drain time is over, whichever
+/// comes first: nothing holds it past the drain time.
 ///
 /// Handlers see [`ConnectInfo<ConnectionAddrs>`](ConnectionAddrs), so
-/// WebSocket scopes get both addresses.
+/// WebSocket scopes get both addresses, and the config's [`Shutdown`], so
+/// WebSocket routes use it.
 ///
 /// ```no_run
+/// use std::time::Duration;
+///
 /// use axum::Router;
-/// use chanmux::axum::{ServeConfig, serve, websocket};
+/// use chanmux::axum::{ServeConfig, serve, termination, websocket};
 /// use chanmux::{Consumer, Demultiplexer};
 ///
 /// struct Quiet;
@@ -101,9 +139,10 @@ const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// let demux = Demultiplexer::builder().stream("quiet", || Quiet).build();
 /// let app = Router::new().route("/ws/", websocket(demux));
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
-/// // Any future: Ctrl-C (tokio's `signal` feature), a shutdown channel...
-/// let stop = std::future::pending();
-/// serve(listener, app, ServeConfig::default(), stop).await
+/// // Drains over 10 s at the first SIGTERM or Ctrl-C; a second one
+/// // closes the rest at once.
+/// let config = ServeConfig::default().with_drain_timeout(Duration::from_secs(10));
+/// serve(listener, app, config, termination()).await
 /// # }
 /// ```
 ///
@@ -120,36 +159,150 @@ pub async fn serve(
     // Each HTTP connection holds a receiver: it is told to finish when the
     // value changes, and the sender sees every receiver gone once they have.
     let (stopping, _) = watch::channel(false);
+    let mut accept = Acceptor {
+        listener,
+        app,
+        config: &config,
+        stopping: &stopping,
+        last_logged: None,
+    };
     let mut signal = pin!(signal);
-    let mut last_logged: Option<Instant> = None;
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        tokio::select! {
+            () = accept.next() => {}
             () = &mut signal => break,
+        }
+    }
+
+    let deadline = Instant::now() + config.drain_timeout;
+    let shutdown = &config.shutdown;
+    tracing::info!(
+        websockets = shutdown.live_connections(),
+        drain = ?config.drain_timeout,
+        "draining: closing WebSockets with 1001, refusing new ones"
+    );
+    shutdown.drain(config.drain_timeout.mul_f64(0.9));
+    // Keep-alive connections finish the request in progress, then close.
+    stopping.send_replace(true);
+    let mut hurry = pin!(async {
+        if config.close_now_on_signal {
+            second_signal().await;
+            tracing::info!("second signal: closing the remaining WebSockets now");
+            shutdown.trigger();
+        }
+        std::future::pending::<()>().await
+    });
+    // Still accepting (one request per connection): upgrades are refused,
+    // readiness probes hear that this server is going.
+    let closed = tokio::select! {
+        () = async { loop { accept.next().await } } => unreachable!("accepts for ever"),
+        () = shutdown.drained() => true,
+        () = sleep_until(deadline) => false,
+        () = &mut hurry => unreachable!("pending after triggering"),
+    };
+    drop(accept);
+    let http = async {
+        stopping.closed().await;
+    };
+    let all_done = closed
+        && tokio::select! {
+            () = http => true,
+            () = sleep_until(deadline) => false,
+            () = &mut hurry => unreachable!("pending after triggering"),
         };
-        let (socket, client) = match accepted {
+    if all_done {
+        tracing::info!("drained");
+    } else {
+        tracing::warn!(
+            websockets = shutdown.live_connections(),
+            http = stopping.receiver_count(),
+            "drain time over; leaving what is still open"
+        );
+    }
+    Ok(())
+}
+
+/// Resolves at the first SIGTERM or SIGINT (Ctrl-C) the process gets from
+/// now on: the usual `signal` for [`serve`]. Where no handler can be
+/// installed it logs why and never resolves.
+pub async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => {}
+                () = ctrl_c() => {}
+            },
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await;
+}
+
+/// During a drain, the next SIGTERM or SIGINT.
+async fn second_signal() {
+    termination().await;
+}
+
+async fn ctrl_c() {
+    if let Err(error) = tokio::signal::ctrl_c().await {
+        tracing::error!(%error, "cannot listen for Ctrl-C");
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The accept loop's state: what each accepted connection is served with.
+struct Acceptor<'a> {
+    listener: TcpListener,
+    app: Router,
+    config: &'a ServeConfig,
+    stopping: &'a watch::Sender<bool>,
+    last_logged: Option<Instant>,
+}
+
+impl Acceptor<'_> {
+    /// Accepts one connection and spawns its task (or backs off after an
+    /// accept error).
+    async fn next(&mut self) {
+        let (socket, client) = match self.listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
-                if last_logged.is_none_or(|at| at.elapsed() >= ACCEPT_LOG_EVERY) {
+                if self
+                    .last_logged
+                    .is_none_or(|at| at.elapsed() >= ACCEPT_LOG_EVERY)
+                {
                     tracing::warn!(%error, "accept failed; retrying (logged at most every 10 s)");
-                    last_logged = Some(Instant::now());
+                    self.last_logged = Some(Instant::now());
                 }
                 sleep(ACCEPT_BACKOFF).await;
-                continue;
+                return;
             }
         };
-        let connection = serve_connection(socket, client, app.clone(), &config);
-        let mut stop = stopping.subscribe();
+        let draining = *self.stopping.borrow();
+        let connection = serve_connection(socket, client, self.app.clone(), self.config, draining);
+        let mut stop = self.stopping.subscribe();
         tokio::spawn(async move {
             let mut connection = pin!(connection);
-            let ended = tokio::select! {
-                ended = connection.as_mut() => ended,
-                () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
-                    // Finishes the request in progress, then closes.
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+            let ended = if draining {
+                // Serves one request: keep-alive is off.
+                connection.await
+            } else {
+                tokio::select! {
+                    ended = connection.as_mut() => ended,
+                    () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+                        // Finishes the request in progress, then closes.
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
                 }
             };
+            // Counted among the connections the drain waits for until here.
+            drop(stop);
             if let Err(error) = ended {
                 // A timed-out head, a reset, a malformed request: the
                 // client's problem, not the server's.
@@ -157,20 +310,6 @@ pub async fn serve(
             }
         });
     }
-    drop(listener);
-    stopping.send_replace(true);
-    let draining = stopping.receiver_count();
-    if tokio::time::timeout(config.drain_timeout, stopping.closed())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            draining,
-            left = stopping.receiver_count(),
-            "HTTP connections still busy after the drain timeout; not waiting for them"
-        );
-    }
-    Ok(())
 }
 
 fn serve_connection(
@@ -178,6 +317,7 @@ fn serve_connection(
     client: std::net::SocketAddr,
     app: Router,
     config: &ServeConfig,
+    draining: bool,
 ) -> hyper::server::conn::http1::UpgradeableConnection<
     TokioIo<TcpStream>,
     impl hyper::service::Service<
@@ -195,12 +335,15 @@ fn serve_connection(
     }
     let server = socket.local_addr().unwrap_or(client);
     let addrs = ConnectionAddrs { client, server };
+    let shutdown = config.shutdown.clone();
     let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(addrs));
+        request.extensions_mut().insert(shutdown.clone());
         app.clone().call(request)
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new());
+    http.keep_alive(!draining);
     let head_timeout = Some(config.handshake_timeout).filter(|t| !t.is_zero());
     http.header_read_timeout(head_timeout);
     http.serve_connection(TokioIo::new(socket), service)

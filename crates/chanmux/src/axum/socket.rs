@@ -20,10 +20,12 @@ use tokio_tungstenite::WebSocketStream;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::Text;
 use crate::transport::{CloseFrame, Frame, TransportError};
+use crate::{Text, metrics};
 
-/// Counts the bytes read through it.
+/// Counts the bytes read through it (for the message timeout), and the bytes
+/// both ways in the byte metrics (once per read or write call, which
+/// carries many frames under load).
 #[derive(Debug)]
 pub(super) struct Metered<S> {
     inner: S,
@@ -44,7 +46,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
-        self.read += (buf.filled().len() - before) as u64;
+        let read = (buf.filled().len() - before) as u64;
+        self.read += read;
+        metrics::bytes().0.increment(read);
         Poll::Ready(Ok(()))
     }
 }
@@ -55,7 +59,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let written = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        metrics::bytes().1.increment(written as u64);
+        Poll::Ready(Ok(written))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -71,7 +77,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
         cx: &mut TaskContext<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let written = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
+        metrics::bytes().1.increment(written as u64);
+        Poll::Ready(Ok(written))
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -18,6 +18,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chanmux_core::ErrorCode;
@@ -28,16 +29,18 @@ use http::StatusCode;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
+use tracing::Instrument;
 
 pub use config::ConnectionConfig;
 
 use crate::consumer::{Decision, Event, Outbound};
 use crate::demultiplexer::Router;
 use crate::limits::{Admission, OverLimit};
+use crate::metrics;
 use crate::queue::{self, TrySendError};
 use crate::shutdown::Registration;
 use crate::transport::{Frame, Transport, TransportError};
-use crate::{ConsumerFactory, Context, Scope, Start};
+use crate::{ConsumerFactory, Context, Scope, Shutdown, Start};
 use heartbeat::{Beat, Heartbeat};
 use rate::FrameRate;
 use writer::WriterEnd;
@@ -67,6 +70,8 @@ pub enum Refusal {
     OverCapacity,
     /// The client's address holds its maximum of connections.
     TooManyFromAddress,
+    /// The server is shutting down ([`ConnectionConfig::shutdown`] was triggered).
+    ShuttingDown,
 }
 
 /// What a client refused for capacity is told to wait before trying again.
@@ -75,20 +80,25 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 impl Refusal {
     /// The HTTP status for the upgrade response: 403 (refused, timed out, or
     /// a foreign origin), 500 when the consumer failed, 503 over the
-    /// connection limit, 429 over the per-address limit.
+    /// connection limit or while shutting down, 429 over the per-address
+    /// limit.
     pub fn status(self) -> StatusCode {
         match self {
             Refusal::Refused | Refusal::TimedOut | Refusal::Origin => StatusCode::FORBIDDEN,
             Refusal::Failed => StatusCode::INTERNAL_SERVER_ERROR,
-            Refusal::OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::OverCapacity | Refusal::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::TooManyFromAddress => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
     /// For the `Retry-After` header: how long to wait before trying again,
-    /// when a limit refused the connection.
+    /// when a limit or a shutdown refused the connection.
     pub fn retry_after(self) -> Option<Duration> {
-        matches!(self, Refusal::OverCapacity | Refusal::TooManyFromAddress).then_some(RETRY_AFTER)
+        matches!(
+            self,
+            Refusal::OverCapacity | Refusal::TooManyFromAddress | Refusal::ShuttingDown
+        )
+        .then_some(RETRY_AFTER)
     }
 }
 
@@ -99,7 +109,9 @@ impl Refusal {
 pub struct Accepted {
     subprotocol: Option<String>,
     /// `None` once handed to `serve`.
-    parts: Option<Parts>,
+    /// Boxed: it is handed from the handshake to the socket's task, so a
+    /// pointer moves instead of the whole set.
+    parts: Option<Box<Parts>>,
 }
 
 struct Parts {
@@ -112,6 +124,8 @@ struct Parts {
     registration: Option<Registration>,
     /// The connection's slot under [`ConnectionConfig::limits`].
     admission: Admission,
+    /// Entered whenever the connection runs: its id, peer and path.
+    span: tracing::Span,
 }
 
 /// The settings a connection still needs once accepted.
@@ -143,16 +157,41 @@ pub async fn start(
     scope: Scope,
     config: &ConnectionConfig,
 ) -> Handshake {
+    let span = tracing::info_span!(
+        "connection",
+        id = NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        peer = scope.client.map(tracing::field::display),
+        path = %scope.path,
+    );
+    start_in(app, scope, config, span.clone())
+        .instrument(span)
+        .await
+}
+
+/// Numbers connections for their spans, from 1.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The body of [`start`], inside the connection's span.
+async fn start_in(
+    app: &dyn ConsumerFactory,
+    scope: Scope,
+    config: &ConnectionConfig,
+    span: tracing::Span,
+) -> Handshake {
+    if config.shutdown.as_ref().is_some_and(Shutdown::is_triggered) {
+        tracing::debug!(path = %scope.path, "shutting down; refusing");
+        return refuse(Refusal::ShuttingDown);
+    }
     if let Err(origin) = config.origins.check(&scope.headers) {
         tracing::debug!(origin = %String::from_utf8_lossy(origin), path = %scope.path, "origin not allowed; refusing");
-        return Handshake::Refused(Refusal::Origin);
+        return refuse(Refusal::Origin);
     }
     let admission = match config.limits.admit(&scope) {
         Ok(admission) => admission,
         Err(over) => {
             let client = config.limits.client_address(&scope);
             tracing::debug!(?client, ?over, "connection limit reached; refusing");
-            return Handshake::Refused(match over {
+            return refuse(match over {
                 OverLimit::Total => Refusal::OverCapacity,
                 OverLimit::Address => Refusal::TooManyFromAddress,
             });
@@ -176,6 +215,8 @@ pub async fn start(
     let mut consumer = Some(app.start(Start {
         ctx: ctx.clone(),
         inbox: inbox_rx,
+        // It runs inside the connection's future, in the connection's span.
+        span: tracing::Span::none(),
     }));
     let mut decision_rx = decision_rx;
     let decided = timeout(config.connect_timeout, async {
@@ -192,9 +233,10 @@ pub async fn start(
     .await;
     let refusal = match decided {
         Ok(Some(Decision::Accept(subprotocol))) => {
+            metrics::connection("accepted");
             return Handshake::Accepted(Accepted {
                 subprotocol,
-                parts: Some(Parts {
+                parts: Some(Box::new(Parts {
                     ctx,
                     // A consumer that accepted and ended at once (closed in
                     // connect) is done; an empty future stands in for it.
@@ -210,7 +252,8 @@ pub async fn start(
                     },
                     registration: config.shutdown.as_ref().map(|s| s.register()),
                     admission,
-                }),
+                    span,
+                })),
             });
         }
         Ok(Some(Decision::Refuse)) => Refusal::Refused,
@@ -219,12 +262,22 @@ pub async fn start(
     };
     // As in ASGI, a refused consumer still hears that the client is gone.
     ctx.mark_disconnected();
-    tokio::spawn(finish(
-        consumer,
-        inbox,
-        close_code::ABNORMAL,
-        config.close_timeout,
-    ));
+    tokio::spawn(
+        finish(consumer, inbox, close_code::ABNORMAL, config.close_timeout).instrument(span),
+    );
+    refuse(refusal)
+}
+
+/// Counts a refusal by its outcome label, and returns it.
+fn refuse(refusal: Refusal) -> Handshake {
+    metrics::connection(match refusal {
+        Refusal::Refused => "refused",
+        Refusal::TimedOut => "timed_out",
+        Refusal::Failed => "failed",
+        Refusal::Origin => "origin_refused",
+        Refusal::OverCapacity | Refusal::TooManyFromAddress => "over_limit",
+        Refusal::ShuttingDown => "shutting_down",
+    });
     Handshake::Refused(refusal)
 }
 
@@ -257,7 +310,8 @@ impl Accepted {
             settings,
             registration,
             admission,
-        } = self.parts.take().expect("serve is called once");
+            span,
+        } = *self.parts.take().expect("serve is called once");
         serve(
             ctx,
             consumer,
@@ -267,6 +321,7 @@ impl Accepted {
             (registration, admission),
             transport.split(),
         )
+        .instrument(span)
     }
 }
 
@@ -285,6 +340,7 @@ async fn serve<S, R>(
     S: Sink<Frame, Error = TransportError> + Send + Unpin + 'static,
     R: Stream<Item = Result<Frame, TransportError>> + Send + Unpin + 'static,
 {
+    let open = metrics::OpenConnection::new();
     let (stop_tx, stop_rx) = oneshot::channel();
     let mut writer = tokio::spawn(writer::run(sink, outbound, stop_rx, settings.slow_client));
     // Set by a demultiplexer's connect, which ran before the accept.
@@ -380,7 +436,10 @@ async fn serve<S, R>(
                         Ok(WriterEnd::Closed) => {
                             Box::pin(close_reply(&mut frames, settings.close)).await
                         }
-                        Ok(WriterEnd::SlowClient) => close_code::AGAIN,
+                        Ok(WriterEnd::SlowClient) => {
+                            metrics::slow_client();
+                            close_code::AGAIN
+                        }
                         _ => close_code::ABNORMAL,
                     };
                 }
@@ -393,6 +452,7 @@ async fn serve<S, R>(
                         }
                         _ => {
                             tracing::debug!("no answer to a ping; ending the connection");
+                            metrics::ping_timeout();
                             Box::pin(last_words(&ctx, &mut writer, close_code::AWAY, "ping timeout", LAST_WORDS)).await;
                             writer_done = true;
                             break close_code::ABNORMAL;
@@ -408,6 +468,7 @@ async fn serve<S, R>(
         }
     };
     drop(router);
+    metrics::disconnect(code);
     let _ = stop_tx.send(());
     // From here on the consumer sees the client gone: what is still queued
     // for it is skipped and its disconnect comes next.
@@ -422,7 +483,7 @@ async fn serve<S, R>(
     {
         writer.abort();
     }
-    drop((registration, admission));
+    drop((registration, admission, open));
 }
 
 /// How long a client that is being dropped (it stopped answering pings)
@@ -467,12 +528,15 @@ impl Drop for Accepted {
         parts.ctx.mark_disconnected();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(finish(
-                    Some(parts.consumer),
-                    parts.inbox,
-                    close_code::ABNORMAL,
-                    parts.settings.close,
-                ));
+                runtime.spawn(
+                    finish(
+                        Some(parts.consumer),
+                        parts.inbox,
+                        close_code::ABNORMAL,
+                        parts.settings.close,
+                    )
+                    .instrument(parts.span),
+                );
             }
             // No runtime to finish it in: dropping it stops it.
             Err(_) => drop(parts.consumer),

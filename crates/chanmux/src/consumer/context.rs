@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use bytes::Bytes;
 use chanmux_core::{ErrorCode, error_frame};
 use chanmux_core::{StreamPrefix, close_code};
+
+use crate::metrics::{StreamHandles, StreamMetrics};
 use serde::Serialize;
 use serde::de::IgnoredAny;
 use tokio::sync::{Notify, oneshot};
@@ -81,6 +83,8 @@ struct SocketLink {
 struct StreamLink {
     name: Arc<str>,
     prefix: Arc<StreamPrefix>,
+    /// The declared stream's metrics, shared with its other connections.
+    metrics: Arc<StreamMetrics>,
     demux: Arc<Shared>,
 }
 
@@ -142,6 +146,7 @@ impl Context {
     pub(crate) fn for_stream(
         name: Arc<str>,
         prefix: Arc<StreamPrefix>,
+        metrics: Arc<StreamMetrics>,
         demux: Arc<Shared>,
         layer: Option<SharedLayer>,
         inbox: queue::WeakSender<Event>,
@@ -156,6 +161,7 @@ impl Context {
             Link::Stream(StreamLink {
                 prefix,
                 name,
+                metrics,
                 demux,
             }),
         )
@@ -193,6 +199,21 @@ impl Context {
         match &self.inner.link {
             Link::Socket(_) => None,
             Link::Stream(link) => Some(&link.name),
+        }
+    }
+
+    /// A stream's metrics handles; `None` for a consumer owning the socket.
+    pub(crate) fn stream_metrics(&self) -> Option<&StreamHandles> {
+        match &self.inner.link {
+            Link::Socket(_) => None,
+            Link::Stream(link) => Some(link.metrics.get()),
+        }
+    }
+
+    /// A stream left the accepted state: one fewer open.
+    fn stream_ended(&self) {
+        if let Some(metrics) = self.stream_metrics() {
+            metrics.open.decrement(1);
         }
     }
 
@@ -291,6 +312,7 @@ impl Context {
     pub(crate) async fn send_frame(&self, frame: Text) {
         let mut ctx = self;
         while let Link::Stream(link) = &ctx.inner.link {
+            link.metrics.get().sent.increment(1);
             ctx = link.demux.parent();
         }
         if let Link::Socket(link) = &ctx.inner.link
@@ -372,6 +394,9 @@ impl Context {
             Link::Stream(link) => link.demux.stream_accepted(protocol).await,
         };
         let state = if accepted.is_ok() { ACCEPTED } else { CLOSED };
+        if let (Ok(()), Some(metrics)) = (&accepted, self.stream_metrics()) {
+            metrics.open.increment(1);
+        }
         self.inner.state.store(state, Ordering::Release);
         self.inner.settled.notify_waiters();
         accepted
@@ -431,6 +456,7 @@ impl Context {
                             .map_err(|e| SendError::NotJson(e.to_string()))?;
                     }
                     text = Text::known_json(link.prefix.wrap(text.as_str()));
+                    link.metrics.get().sent.increment(1);
                     ctx = link.demux.parent();
                 }
             }
@@ -484,6 +510,7 @@ impl Context {
                 if self.state() != ACCEPTED {
                     return Err(SendError::Closed);
                 }
+                crate::metrics::error_frame(code);
                 let frame = Text::known_json(error_frame(code, message, None));
                 link.send(Outbound::Text(frame)).await
             }
@@ -516,7 +543,10 @@ impl Context {
                     self.settle_unaccepted(Unaccepted::Refused);
                     return Ok(());
                 }
-                ACCEPTED if self.advance(ACCEPTED, CLOSED) => break,
+                ACCEPTED if self.advance(ACCEPTED, CLOSED) => {
+                    self.stream_ended();
+                    break;
+                }
                 // Lost a race with another clone; look again.
                 PENDING | ACCEPTED => continue,
                 _ => return Ok(()),
@@ -553,7 +583,11 @@ impl Context {
     /// The client is gone: later sends fail fast with [`SendError::Closed`],
     /// and frames still queued for the consumer are skipped.
     pub(crate) fn mark_disconnected(&self) {
-        let _ = self.advance(ACCEPTED, CLOSED) || self.advance(PENDING, CLOSED);
+        if self.advance(ACCEPTED, CLOSED) {
+            self.stream_ended();
+        } else {
+            let _ = self.advance(PENDING, CLOSED);
+        }
     }
 
     /// Whether the consumer's connect handler is still running (it may yet accept).

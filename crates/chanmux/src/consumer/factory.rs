@@ -3,6 +3,7 @@
 use std::fmt;
 
 use futures_util::future::BoxFuture;
+use tracing::Instrument;
 
 use super::{Event, runner};
 use crate::queue;
@@ -42,6 +43,9 @@ where
 pub struct Start {
     pub(crate) ctx: Context,
     pub(crate) inbox: queue::Receiver<Event>,
+    /// Entered whenever the consumer runs: a demultiplexer's stream span
+    /// (inside the connection's), so every log line names both.
+    pub(crate) span: tracing::Span,
 }
 
 impl Start {
@@ -52,7 +56,7 @@ impl Start {
 
     /// Runs `consumer` for this connection or stream.
     pub fn run<C: Consumer>(self, consumer: C) -> BoxFuture<'static, ()> {
-        Box::pin(runner::run(consumer, self.ctx, self.inbox))
+        Box::pin(runner::run(consumer, self.ctx, self.inbox).instrument(self.span))
     }
 }
 

@@ -5,6 +5,7 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::time::Instant;
 
 use chanmux_core::close_code;
 use futures_util::FutureExt;
@@ -100,7 +101,7 @@ pub(crate) async fn run<C: Consumer>(
         // never part of this future's state (an `Event` is 72 bytes).
         let event = inbox.recv().await;
         let outcome = match step(&mut consumer, &ctx, event) {
-            Step::Call(handler) => guarded(handler).await,
+            Step::Call(handler) => timed(&ctx, guarded(handler)).await,
             Step::Do(work) => {
                 work.await;
                 continue;
@@ -125,6 +126,20 @@ pub(crate) async fn run<C: Consumer>(
     ctx.mark_disconnected();
     if let Err(failure) = guarded(Box::pin(consumer.disconnect(&ctx, code))).await {
         tracing::warn!(stream = ctx.stream().unwrap_or(""), %failure, "disconnect handler failed");
+    }
+}
+
+/// Awaits a handler call, recording how long it took in the stream's
+/// handler histogram (streams only: a socket's consumer has no stream label).
+async fn timed<T>(ctx: &Context, call: impl Future<Output = T>) -> T {
+    match ctx.stream_metrics() {
+        Some(metrics) => {
+            let started = Instant::now();
+            let outcome = call.await;
+            metrics.handled(started.elapsed());
+            outcome
+        }
+        None => call.await,
     }
 }
 

@@ -51,22 +51,26 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> BoxFuture<'static, ()> {
     let shared = Arc::new(Shared::new(start.ctx.clone(), total, spec.config.strict));
     let mut slots = Vec::with_capacity(total);
     let streams = FuturesUnordered::new();
-    for ((name, prefix), factory) in spec.names.iter().zip(&spec.prefixes).zip(&spec.factories) {
+    for (index, factory) in spec.factories.iter().enumerate() {
         let (inbox, inbox_rx) = queue::bounded_bytes(
             spec.config.stream_queue_capacity,
             spec.config.stream_queue_bytes,
             Event::weight,
         );
         let ctx = Context::for_stream(
-            name.clone(),
-            prefix.clone(),
+            spec.names[index].clone(),
+            spec.prefixes[index].clone(),
+            spec.metrics[index].clone(),
             shared.clone(),
             spec.layer.clone(),
             inbox.downgrade(),
         );
+        // A child of the connection's span, which is entered here.
+        let span = tracing::info_span!("stream", stream = &*spec.names[index]);
         streams.push(factory.start(Start {
             ctx: ctx.clone(),
             inbox: inbox_rx,
+            span,
         }));
         slots.push(Slot { ctx, inbox });
     }
@@ -125,6 +129,9 @@ impl Router {
             }
         };
         let slot = &self.streams[index];
+        if let Some(metrics) = slot.ctx.stream_metrics() {
+            metrics.received.increment(1);
+        }
         // A stream still in its connect handler may be about to accept (a
         // client may send as soon as the socket opens): its frames wait in
         // its queue, and reach it only if it accepts.

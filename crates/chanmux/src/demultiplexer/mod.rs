@@ -14,6 +14,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use chanmux_core::StreamPrefix;
+
+use crate::metrics::StreamMetrics;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
@@ -56,6 +58,8 @@ struct Spec {
     names: Vec<Arc<str>>,
     /// Each stream's `{"stream":"<name>","payload":` prefix, built once.
     prefixes: Vec<Arc<StreamPrefix>>,
+    /// Each stream's metrics, shared by its consumers on every connection.
+    metrics: Vec<Arc<StreamMetrics>>,
     factories: Vec<Arc<dyn ConsumerFactory>>,
     index: HashMap<Box<str>, usize>,
     config: DemultiplexerConfig,
@@ -301,6 +305,11 @@ impl DemultiplexerBuilder {
                     .names
                     .iter()
                     .map(|name| Arc::new(StreamPrefix::new(name)))
+                    .collect(),
+                metrics: self
+                    .names
+                    .iter()
+                    .map(|name| Arc::new(StreamMetrics::new(name.clone())))
                     .collect(),
                 names: self.names,
                 factories: self.factories,

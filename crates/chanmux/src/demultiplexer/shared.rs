@@ -71,6 +71,7 @@ impl Shared {
         stream: Option<&str>,
     ) -> Result<(), SendError> {
         tracing::debug!(%code, message, stream, "frame not delivered");
+        crate::metrics::error_frame(code);
         if self.strict {
             Box::pin(self.parent.close_with(close_code::POLICY, code.as_str())).await
         } else {
