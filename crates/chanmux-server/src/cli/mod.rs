@@ -24,7 +24,7 @@ pub(crate) async fn serve(
     what: &str,
 ) -> anyhow::Result<()> {
     let args = Args::parse();
-    logging::init(args.log_format);
+    logging::init(args.log_format)?;
     // Before anything records: the library looks its handles up once.
     let metrics = match args.metrics_addr {
         Some(addr) => {
