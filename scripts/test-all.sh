@@ -22,6 +22,7 @@ cargo test --workspace --all-features --locked --benches
 echo "== feature combinations"
 cargo check -p chanmux --no-default-features --locked
 cargo check -p chanmux --no-default-features --features test-util --locked
+cargo check -p chanmux --no-default-features --features tls --locked
 
 echo "== cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked

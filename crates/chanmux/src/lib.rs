@@ -134,6 +134,7 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `axum` | yes | [`axum::websocket`]: mount a consumer on an axum route |
+//! | `tls` | no | [`axum::TlsConfig`]: `https://` and `wss://` from [`axum::serve`] (rustls, ring provider); implies `axum` |
 //! | `test-util` | no | [`testing::Communicator`]: drive consumers in process |
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 #![cfg_attr(docsrs, feature(doc_cfg))]

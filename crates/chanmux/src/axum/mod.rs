@@ -28,10 +28,18 @@
 mod health;
 mod serve;
 mod socket;
+#[cfg(feature = "tls")]
+mod tls;
 mod upgrade;
 
 pub use health::health;
+/// The rustls that [`TlsConfig::from_rustls`] takes a configuration of.
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use rustls;
 pub use serve::{ServeConfig, serve, termination};
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsError};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -12,7 +12,6 @@
 //! It also owns the drain at shutdown, so that a server restarted by its
 //! supervisor (SIGTERM) lets its clients go gradually: see [`serve`].
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
@@ -22,12 +21,15 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, sleep_until};
 use tower_service::Service;
 
 use super::ConnectionAddrs;
+#[cfg(feature = "tls")]
+use super::TlsConfig;
 use crate::Shutdown;
 
 /// Settings of [`serve`].
@@ -37,6 +39,10 @@ pub struct ServeConfig {
     /// How long a client has to send a complete HTTP request head after it
     /// connects (and between requests on a keep-alive connection) before
     /// the connection is closed. Zero means no limit. Default 10 s.
+    ///
+    /// With [`tls`](Self::tls), the TLS handshake and the first request
+    /// head share it: both must be done within this time of connecting
+    /// (later requests on the connection then get what was left).
     pub handshake_timeout: Duration,
     /// Set `TCP_NODELAY` on accepted sockets. Default `true`.
     pub tcp_nodelay: bool,
@@ -53,6 +59,11 @@ pub struct ServeConfig {
     /// [`shutdown`](crate::ConnectionConfig::shutdown) of their own use
     /// this one (it reaches them as a request extension). Default: a new one.
     pub shutdown: Shutdown,
+    /// Serve `https://` and `wss://` with this certificate (feature `tls`).
+    /// Default: `None`, plain HTTP.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServeConfig {
@@ -63,6 +74,8 @@ impl Default for ServeConfig {
             drain_timeout: Duration::from_secs(10),
             close_now_on_signal: true,
             shutdown: Shutdown::new(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -102,6 +115,16 @@ impl ServeConfig {
     #[must_use]
     pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
         self.shutdown = shutdown;
+        self
+    }
+
+    /// Sets [`tls`](Self::tls): every connection is TLS (default: none,
+    /// plain HTTP).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[must_use]
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 }
@@ -284,50 +307,34 @@ impl Acceptor<'_> {
             }
         };
         let draining = *self.stopping.borrow();
-        let connection = serve_connection(socket, client, self.app.clone(), self.config, draining);
-        let mut stop = self.stopping.subscribe();
-        tokio::spawn(async move {
-            let mut connection = pin!(connection);
-            let ended = if draining {
-                // Serves one request: keep-alive is off.
-                connection.await
-            } else {
-                tokio::select! {
-                    ended = connection.as_mut() => ended,
-                    () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
-                        // Finishes the request in progress, then closes.
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
-                    }
-                }
-            };
-            // Counted among the connections the drain waits for until here.
-            drop(stop);
-            if let Err(error) = ended {
-                // A timed-out head, a reset, a malformed request: the
-                // client's problem, not the server's.
-                tracing::debug!(%client, %error, "HTTP connection ended with an error");
-            }
-        });
+        let stop = self.stopping.subscribe();
+        // The TLS handshake, if any, happens in the connection's own task:
+        // a client that stalls in it must not hold up the accept loop.
+        tokio::spawn(serve_socket(
+            socket,
+            client,
+            self.app.clone(),
+            self.config.clone(),
+            draining,
+            stop,
+        ));
     }
 }
 
-fn serve_connection(
+/// Serves one accepted socket: its TCP options, the TLS handshake when
+/// configured, then HTTP.
+async fn serve_socket(
     socket: TcpStream,
     client: std::net::SocketAddr,
     app: Router,
-    config: &ServeConfig,
+    config: ServeConfig,
     draining: bool,
-) -> hyper::server::conn::http1::UpgradeableConnection<
-    TokioIo<TcpStream>,
-    impl hyper::service::Service<
-        http::Request<Incoming>,
-        Response = axum::response::Response,
-        Error = Infallible,
-        Future: Send,
-    > + Send
-    + 'static,
-> {
+    stop: watch::Receiver<bool>,
+) {
+    // The TLS handshake and the first request head share the timeout.
+    let deadline = Some(config.handshake_timeout)
+        .filter(|t| !t.is_zero())
+        .map(|timeout| Instant::now() + timeout);
     if config.tcp_nodelay
         && let Err(error) = socket.set_nodelay(true)
     {
@@ -335,17 +342,89 @@ fn serve_connection(
     }
     let server = socket.local_addr().unwrap_or(client);
     let addrs = ConnectionAddrs { client, server };
-    let shutdown = config.shutdown.clone();
+    let http = Http {
+        addrs,
+        app,
+        shutdown: config.shutdown,
+        head_deadline: deadline,
+        draining,
+    };
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &config.tls {
+        let handshake = tls.accept(socket);
+        let handshake = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, handshake).await,
+            None => Ok(handshake.await),
+        };
+        match handshake {
+            Ok(Ok(stream)) => serve_connection(stream, http, stop).await,
+            // A port scan, a plain-HTTP client, an untrusted certificate:
+            // the client's problem, not the server's.
+            Ok(Err(error)) => tracing::debug!(%client, %error, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
+        }
+        return;
+    }
+    serve_connection(socket, http, stop).await;
+}
+
+/// What one connection's HTTP is served with.
+struct Http {
+    addrs: ConnectionAddrs,
+    app: Router,
+    shutdown: Shutdown,
+    /// When a request head must be complete; keep-alive requests then
+    /// follow within as long as was left of it.
+    head_deadline: Option<Instant>,
+    /// Accepted during the drain: one request, no keep-alive.
+    draining: bool,
+}
+
+/// Serves HTTP/1.1 (and upgrades) on `io`, plain TCP or TLS, until the
+/// client is done or `stop` says to finish.
+async fn serve_connection<I>(io: I, http: Http, mut stop: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Http {
+        addrs,
+        app,
+        shutdown,
+        head_deadline,
+        draining,
+    } = http;
     let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(addrs));
         request.extensions_mut().insert(shutdown.clone());
         app.clone().call(request)
     });
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new());
-    http.keep_alive(!draining);
-    let head_timeout = Some(config.handshake_timeout).filter(|t| !t.is_zero());
-    http.header_read_timeout(head_timeout);
-    http.serve_connection(TokioIo::new(socket), service)
-        .with_upgrades()
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new());
+    builder.keep_alive(!draining);
+    builder
+        .header_read_timeout(head_deadline.map(|at| at.saturating_duration_since(Instant::now())));
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut connection = pin!(connection);
+    let ended = if draining {
+        // Serves one request: keep-alive is off.
+        connection.await
+    } else {
+        tokio::select! {
+            ended = connection.as_mut() => ended,
+            () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+                // Finishes the request in progress, then closes.
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        }
+    };
+    // Counted among the connections the drain waits for until here.
+    drop(stop);
+    if let Err(error) = ended {
+        // A timed-out head, a reset, a malformed request: the
+        // client's problem, not the server's.
+        tracing::debug!(client = %addrs.client, %error, "HTTP connection ended with an error");
+    }
 }

@@ -22,6 +22,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use support::*;
 
 mod exposure;
+mod tls;
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
