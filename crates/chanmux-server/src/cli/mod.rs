@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use chanmux::ConnectionConfig;
-use chanmux::axum::{ServeConfig, serve as serve_http, termination};
+use chanmux::axum::{ServeConfig, TlsConfig, serve as serve_http, termination};
 use chanmux::layer::SharedLayer;
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -43,9 +43,24 @@ pub(crate) async fn serve(
     let layer = chanmux_server::layer(args.redis.as_deref())
         .await
         .context("connecting to Redis")?;
-    let config = ServeConfig::default()
+    let mut config = ServeConfig::default()
         .with_handshake_timeout(Duration::from_secs(args.handshake_timeout))
         .with_drain_timeout(Duration::from_secs(args.drain_secs));
+    let scheme = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = TlsConfig::from_pem_files(cert, key).with_context(|| {
+                format!(
+                    "loading TLS certificate {} and key {}",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+            config = config.with_tls(tls);
+            "https"
+        }
+        (None, None) => "http",
+        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
+    };
     let shutdown = config.shutdown.clone();
     let app = app(args.connection_config(shutdown.clone())?, layer.clone());
     let app = if args.stats {
@@ -54,7 +69,7 @@ pub(crate) async fn serve(
         app
     };
     // Tests and scripts read this line to find the port when --addr ends in :0.
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
     if let Some((listener, handle)) = metrics {
         // The second line, for the same reason.
         println!("metrics on http://{}/metrics", listener.local_addr()?);
