@@ -3,6 +3,7 @@
 //! binary started on a free port, and a `wss://` client.
 #![allow(dead_code, unreachable_pub)]
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -12,12 +13,14 @@ use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, Command};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// The longest any step may take.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -57,6 +60,25 @@ impl TestCertificate {
     /// Opens TCP to `addr` and runs a TLS handshake for `localhost`,
     /// trusting this certificate alone.
     pub async fn connect(&self, addr: &str) -> TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(addr).await.expect("TCP connect");
+        self.handshake(tcp).await
+    }
+
+    /// As [`connect`](Self::connect), from the loopback address `source`
+    /// (any of 127.0.0.0/8), so that the server sees another client.
+    pub async fn connect_from(&self, source: IpAddr, addr: &str) -> TlsStream<TcpStream> {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket
+            .bind((source, 0).into())
+            .expect("bind the source address");
+        let tcp = socket
+            .connect(addr.parse().expect("an IP address and port"))
+            .await
+            .expect("TCP connect");
+        self.handshake(tcp).await
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> TlsStream<TcpStream> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.der.clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -65,7 +87,6 @@ impl TestCertificate {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let tcp = TcpStream::connect(addr).await.expect("TCP connect");
         let name = ServerName::try_from("localhost").unwrap();
         tokio::time::timeout(
             WAIT,
@@ -133,13 +154,38 @@ impl Server {
 /// A `wss://` client.
 pub type Wss = WebSocketStream<TlsStream<TcpStream>>;
 
+/// The request for `wss://localhost:<port><path>`, to add headers to.
+pub fn wss_request(port: u16, path: &str) -> Request {
+    format!("wss://localhost:{port}{path}")
+        .into_client_request()
+        .unwrap()
+}
+
+/// A WebSocket handshake over `tls`: the socket and the 101, or the error
+/// (`WsError::Http` holds a refusal's response).
+pub async fn try_wss(
+    tls: TlsStream<TcpStream>,
+    request: Request,
+) -> Result<(Wss, Response), WsError> {
+    tokio::time::timeout(WAIT, tokio_tungstenite::client_async(request, tls))
+        .await
+        .expect("WebSocket handshake answered in time")
+}
+
+/// The HTTP status a WebSocket handshake got: 101, or the refusal's.
+pub fn handshake_status(result: &Result<(Wss, Response), WsError>) -> u16 {
+    match result {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(WsError::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("WebSocket handshake failed: {other}"),
+    }
+}
+
 /// Opens `wss://localhost:<port><path>` over TLS to `addr`.
 pub async fn wss(certificate: &TestCertificate, addr: &str, port: u16, path: &str) -> Wss {
     let tls = certificate.connect(addr).await;
-    let url = format!("wss://localhost:{port}{path}");
-    let (client, response) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, tls))
+    let (client, response) = try_wss(tls, wss_request(port, path))
         .await
-        .expect("WebSocket handshake in time")
         .expect("WebSocket handshake");
     assert_eq!(response.status(), 101);
     client
