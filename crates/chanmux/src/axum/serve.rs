@@ -306,7 +306,6 @@ impl Acceptor<'_> {
                 return;
             }
         };
-        let draining = *self.stopping.borrow();
         let stop = self.stopping.subscribe();
         // The TLS handshake, if any, happens in the connection's own task:
         // a client that stalls in it must not hold up the accept loop.
@@ -315,7 +314,6 @@ impl Acceptor<'_> {
             client,
             self.app.clone(),
             self.config.clone(),
-            draining,
             stop,
         ));
     }
@@ -328,7 +326,6 @@ async fn serve_socket(
     client: std::net::SocketAddr,
     app: Router,
     config: ServeConfig,
-    draining: bool,
     stop: watch::Receiver<bool>,
 ) {
     // The TLS handshake and the first request head share the timeout.
@@ -347,7 +344,6 @@ async fn serve_socket(
         app,
         shutdown: config.shutdown,
         head_deadline: deadline,
-        draining,
     };
     #[cfg(feature = "tls")]
     if let Some(tls) = &config.tls {
@@ -376,8 +372,6 @@ struct Http {
     /// When a request head must be complete; keep-alive requests then
     /// follow within as long as was left of it.
     head_deadline: Option<Instant>,
-    /// Accepted during the drain: one request, no keep-alive.
-    draining: bool,
 }
 
 /// Serves HTTP/1.1 (and upgrades) on `io`, plain TCP or TLS, until the
@@ -391,8 +385,10 @@ where
         app,
         shutdown,
         head_deadline,
-        draining,
     } = http;
+    // Read when HTTP starts, after any TLS handshake: a connection that
+    // finished its handshake during the drain still gets its one request.
+    let draining = *stop.borrow();
     let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(addrs));
         request.extensions_mut().insert(shutdown.clone());

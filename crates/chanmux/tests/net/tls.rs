@@ -1,15 +1,15 @@
 //! `serve` with TLS (feature `tls`): `wss://` with a certificate made at
-//! test time, plain clients failing cleanly, and clients stalling in the
-//! TLS handshake cut off at the handshake timeout without holding up anyone
-//! else.
+//! test time, plain clients failing cleanly, clients stalling in the TLS
+//! handshake cut off at the handshake timeout without holding up anyone
+//! else, and a handshake that ends during the drain.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use chanmux::Demultiplexer;
 use chanmux::axum::{ServeConfig, TlsConfig, websocket};
+use chanmux::{Demultiplexer, Shutdown};
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -280,4 +280,53 @@ async fn clients_stalling_in_the_tls_handshake_or_after_it_are_dropped_at_the_ti
     }
     // The WebSocket, past its handshake, is not affected.
     echo(&mut client, "still here").await;
+}
+
+#[tokio::test]
+async fn a_connection_whose_tls_handshake_ends_during_the_drain_gets_its_one_request() {
+    let certificate = TestCertificate::new();
+    let shutdown = Shutdown::new();
+    let config = ServeConfig::default()
+        .with_tls(certificate.tls.clone())
+        .with_shutdown(shutdown.clone())
+        .with_close_now_on_signal(false);
+    let app = echo_app().route("/plain", axum::routing::get(|| async { "plain" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(chanmux::axum::serve(listener, app, config, async {
+        let _ = stopped.await;
+    }));
+    // Accepted before the drain; TLS not started yet.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    // Let the accept loop take it in, then start the drain.
+    let mut warm = certificate.connect(addr).await;
+    warm.write_all(b"GET /plain HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    warm.read_exact(&mut head).await.unwrap();
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, async {
+        while !shutdown.is_triggered() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the drain starts");
+
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut late = certificate.connector.connect(name, tcp).await.unwrap();
+    late.write_all(b"GET /plain HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(WAIT, late.read_to_end(&mut response))
+        .await
+        .expect("answered, then closed");
+    let response = String::from_utf8_lossy(&response).to_lowercase();
+    assert!(response.starts_with("http/1.1 200"), "{response}");
+    // Draining: one request, then the connection closes.
+    assert!(response.contains("connection: close"), "{response}");
+    assert!(response.ends_with("plain"), "{response}");
 }
