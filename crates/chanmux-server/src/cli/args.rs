@@ -1,17 +1,39 @@
 //! The flags (and their environment variables) of the demo server and the
-//! conformance example.
+//! conformance example, and [`Args::load`], which merges them with a
+//! `--config` file.
 
+// A submodule of this one (the file is one more source of these settings),
+// kept beside it as `cli/file.rs`.
+#[path = "file.rs"]
+mod file;
+
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use chanmux::{ConnectionConfig, ConnectionLimits, OriginPolicy, Shutdown};
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser};
+use serde::{Deserialize, Serialize};
 
 /// Flags of the demo server and the conformance example.
+///
+/// Every setting may also come from a `--config` TOML file, under the
+/// field's name; [`Args::load`] merges the sources. A new setting is added
+/// here and to the list in `file.rs` (the build fails until it is).
 #[derive(Debug, Parser)]
 #[command(version)]
 pub(crate) struct Args {
+    /// Read settings from this TOML file (keys named like the flags, in
+    /// snake_case: `addr`, `ping_interval`, `allowed_origins`, ...). Flags
+    /// and environment variables override it.
+    #[arg(long, env = "CHANMUX_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Print the effective configuration (flags, environment, file and
+    /// defaults merged) as TOML that --config accepts, and exit.
+    #[arg(long)]
+    pub(crate) print_config: bool,
     /// Address to listen on.
     #[arg(long, env = "CHANMUX_ADDR", default_value = "127.0.0.1:8000")]
     pub(crate) addr: SocketAddr,
@@ -91,14 +113,15 @@ pub(crate) struct Args {
     pub(crate) drain_secs: u64,
     /// PEM certificate chain: serve `https://` and `wss://` (needs --tls-key).
     #[arg(long, env = "CHANMUX_TLS_CERT")]
-    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
     #[arg(long, env = "CHANMUX_TLS_KEY")]
-    pub(crate) tls_key: Option<std::path::PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// How log lines are written (`"text"` or `"json"` in a config file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum LogFormat {
     /// Human-readable lines.
     Text,
@@ -107,6 +130,63 @@ pub(crate) enum LogFormat {
 }
 
 impl Args {
+    /// Parses the flags and the environment, fills what neither set from
+    /// the `--config` file, and checks the result. With `--print-config` it
+    /// prints the result as TOML and exits the process with status 0.
+    ///
+    /// Precedence, per setting: flag, then environment variable, then
+    /// file, then the flag's default.
+    ///
+    /// # Errors
+    ///
+    /// The config file cannot be read, is not TOML, holds an unknown key or
+    /// a value of the wrong type (the message names the file, the line and
+    /// the key), or the merged settings are inconsistent (see
+    /// [`Args::validate`]). Bad flags exit through clap, as `parse` does.
+    pub(crate) fn load() -> anyhow::Result<Self> {
+        let matches = Self::command().get_matches();
+        let mut args = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let Some(path) = &args.config {
+            let file = file::ConfigFile::read(path)?;
+            file.fill(&mut args, |id| {
+                matches!(
+                    matches.value_source(id),
+                    None | Some(clap::parser::ValueSource::DefaultValue)
+                )
+            });
+        }
+        args.validate()?;
+        if args.print_config {
+            let text = file::ConfigFile::from_args(&args).to_toml()?;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .context("writing the configuration to stdout")?;
+            std::process::exit(0);
+        }
+        Ok(args)
+    }
+
+    /// Checks what no single source can: settings that need each other may
+    /// come from different ones (a certificate on the command line, its key
+    /// in the file).
+    ///
+    /// # Errors
+    ///
+    /// `tls_cert` without `tls_key`, or the reverse.
+    fn validate(&self) -> anyhow::Result<()> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => anyhow::bail!(
+                "--tls-cert needs --tls-key (or CHANMUX_TLS_KEY, or tls_key in the config file)"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "--tls-key needs --tls-cert (or CHANMUX_TLS_CERT, or tls_cert in the config file)"
+            ),
+            _ => Ok(()),
+        }
+    }
+
     /// The connection settings these flags ask for.
     pub(crate) fn connection_config(&self, shutdown: Shutdown) -> anyhow::Result<ConnectionConfig> {
         let mut origins = OriginPolicy::same_host();

@@ -12,7 +12,6 @@ use axum::Router;
 use chanmux::ConnectionConfig;
 use chanmux::axum::{ServeConfig, TlsConfig, serve as serve_http, termination};
 use chanmux::layer::SharedLayer;
-use clap::Parser;
 use tokio::net::TcpListener;
 
 use args::Args;
@@ -23,7 +22,7 @@ pub(crate) async fn serve(
     app: fn(ConnectionConfig, SharedLayer) -> Router,
     what: &str,
 ) -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = Args::load()?;
     logging::init(args.log_format)?;
     // Before anything records: the library looks its handles up once.
     let metrics = match args.metrics_addr {
