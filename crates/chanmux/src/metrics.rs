@@ -2,10 +2,12 @@
 //! exporter (the demo server exports them in Prometheus' text format on
 //! `--metrics-addr`).
 //!
-//! Install the recorder before serving: the per-stream handles are looked
-//! up once, at a stream's first connection, and kept, so the per-message
-//! path costs an atomic add and no lookup. Call [`describe`] once after
-//! installing it for help texts and units.
+//! Install the recorder before serving, then call [`describe`]: it gives
+//! the exporter help texts and units, and turns on timing handlers for
+//! `chanmux_handler_seconds` (two clock reads per handler call, skipped
+//! until then, so an application without metrics does not pay for them).
+//! The handles are looked up once (per stream, at its first connection) and
+//! kept, so the per-message path costs atomic adds and no lookup.
 //!
 //! | name | kind | labels |
 //! |---|---|---|
@@ -28,6 +30,7 @@
 //! declared stream name), never from what a client sends, so the number of
 //! series stays bounded.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -61,10 +64,15 @@ pub const SLOW_CLIENT_DISCONNECTS: &str = "chanmux_slow_client_disconnects_total
 /// Clients dropped because they did not answer a ping (counter).
 pub const PING_TIMEOUTS: &str = "chanmux_ping_timeouts_total";
 
+/// Set by [`describe`]: a recorder is installed, so handlers are timed.
+static TIMING: AtomicBool = AtomicBool::new(false);
+
 /// Registers the help text and unit of every metric with the installed
-/// recorder. Call once, after installing it.
+/// recorder, and turns on the handler-time histogram. Call once, after
+/// installing the recorder.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    TIMING.store(true, Ordering::Relaxed);
     describe_gauge!(CONNECTIONS, "Open WebSocket connections.");
     describe_counter!(
         CONNECTIONS_TOTAL,
@@ -156,6 +164,7 @@ pub(crate) fn ping_timeout() {
 }
 
 /// Byte counters, looked up once per process.
+#[cfg(feature = "axum")]
 pub(crate) fn bytes() -> &'static (Counter, Counter) {
     static BYTES: OnceLock<(Counter, Counter)> = OnceLock::new();
     BYTES.get_or_init(|| {
@@ -202,6 +211,11 @@ impl StreamMetrics {
 }
 
 impl StreamHandles {
+    /// Whether handler calls are timed (see [`describe`]).
+    pub(crate) fn timing(&self) -> bool {
+        TIMING.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn handled(&self, took: Duration) {
         self.handler.record(took.as_secs_f64());
     }

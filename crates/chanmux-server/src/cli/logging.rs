@@ -33,9 +33,7 @@ pub(crate) fn init(format: LogFormat) -> anyhow::Result<()> {
         LogFormat::Text => registry.with(lines).init(),
         // One object per line, with the spans (connection, stream) it was
         // logged in.
-        LogFormat::Json => registry
-            .with(lines.json().with_current_span(false))
-            .init(),
+        LogFormat::Json => registry.with(lines.json().with_current_span(false)).init(),
     }
     Ok(())
 }

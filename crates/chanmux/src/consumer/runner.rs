@@ -130,9 +130,10 @@ pub(crate) async fn run<C: Consumer>(
 }
 
 /// Awaits a handler call, recording how long it took in the stream's
-/// handler histogram (streams only: a socket's consumer has no stream label).
+/// handler histogram (streams only: a socket's consumer has no stream
+/// label; and only once metrics are on, see `metrics::describe`).
 async fn timed<T>(ctx: &Context, call: impl Future<Output = T>) -> T {
-    match ctx.stream_metrics() {
+    match ctx.stream_metrics().filter(|m| m.timing()) {
         Some(metrics) => {
             let started = Instant::now();
             let outcome = call.await;
