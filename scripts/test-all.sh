@@ -14,7 +14,7 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 echo "== cargo test (unit, integration, loopback, doc)"
-cargo test --workspace --all-features --locked
+cargo test --workspace --all-features --locked --no-fail-fast
 
 echo "== benchmarks, each run once as a test"
 cargo test --workspace --all-features --locked --benches

@@ -58,7 +58,8 @@ pub(crate) async fn serve(
             "https"
         }
         (None, None) => "http",
-        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
+        // Args::load checks this first, naming every source of the two.
+        _ => anyhow::bail!("--tls-cert needs --tls-key"),
     };
     let shutdown = config.shutdown.clone();
     let app = app(args.connection_config(shutdown.clone())?, layer.clone());
