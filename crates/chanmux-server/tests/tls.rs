@@ -120,8 +120,5 @@ async fn bad_certificate_files_are_a_clear_error_and_a_non_zero_exit() {
     );
 
     let stderr = fails_with(&["--tls-cert", cert]).await;
-    assert!(
-        stderr.contains("--tls-cert needs --tls-key"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("--tls-cert needs --tls-key"), "{stderr}");
 }
