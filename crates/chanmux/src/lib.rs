@@ -154,6 +154,7 @@ mod queue;
 mod router;
 mod scope;
 mod shutdown;
+mod span;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;

@@ -118,20 +118,25 @@ pub(crate) fn connection(outcome: &'static str) {
     metrics::counter!(CONNECTIONS_TOTAL, "outcome" => outcome).increment(1);
 }
 
-/// Counts an open connection in [`CONNECTIONS`] while it lives.
-pub(crate) struct OpenConnection(Gauge);
+/// Counts an open connection in [`CONNECTIONS`] while it lives. Holds
+/// nothing: the gauge is looked up once per process.
+pub(crate) struct OpenConnection;
+
+fn open_connections() -> &'static Gauge {
+    static OPEN: OnceLock<Gauge> = OnceLock::new();
+    OPEN.get_or_init(|| metrics::gauge!(CONNECTIONS))
+}
 
 impl OpenConnection {
     pub(crate) fn new() -> Self {
-        let gauge = metrics::gauge!(CONNECTIONS);
-        gauge.increment(1);
-        OpenConnection(gauge)
+        open_connections().increment(1);
+        OpenConnection
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.decrement(1);
+        open_connections().decrement(1);
     }
 }
 

@@ -132,6 +132,9 @@ async fn upgrade(
             None,
         ),
     };
+    // Taken out, not copied into the scope: it would stay in every
+    // connection's memory, and the config below carries it.
+    let servers_shutdown = parts.extensions.remove::<Shutdown>();
     let scope = Scope {
         path: parts.uri.path().to_owned(),
         query_string: parts.uri.query().unwrap_or_default().to_owned(),
@@ -151,9 +154,9 @@ async fn upgrade(
         });
     // Routes without a shutdown switch of their own drain with the server's.
     let with_servers;
-    let config = match (&config.shutdown, scope.extensions.get::<Shutdown>()) {
+    let config = match (&config.shutdown, servers_shutdown) {
         (None, Some(shutdown)) => {
-            with_servers = config.clone().with_shutdown(shutdown.clone());
+            with_servers = config.clone().with_shutdown(shutdown);
             &with_servers
         }
         _ => config,

@@ -29,7 +29,7 @@ use http::StatusCode;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 pub use config::ConnectionConfig;
 
@@ -39,6 +39,7 @@ use crate::limits::{Admission, OverLimit};
 use crate::metrics;
 use crate::queue::{self, TrySendError};
 use crate::shutdown::Registration;
+use crate::span::InSpan;
 use crate::transport::{Frame, Transport, TransportError};
 use crate::{ConsumerFactory, Context, Scope, Shutdown, Start};
 use heartbeat::{Beat, Heartbeat};
@@ -125,7 +126,7 @@ struct Parts {
     /// The connection's slot under [`ConnectionConfig::limits`].
     admission: Admission,
     /// Entered whenever the connection runs: its id, peer and path.
-    span: tracing::Span,
+    span: Span,
 }
 
 /// The settings a connection still needs once accepted.
@@ -176,7 +177,7 @@ async fn start_in(
     app: &dyn ConsumerFactory,
     scope: Scope,
     config: &ConnectionConfig,
-    span: tracing::Span,
+    span: Span,
 ) -> Handshake {
     if config.shutdown.as_ref().is_some_and(Shutdown::is_triggered) {
         tracing::debug!(path = %scope.path, "shutting down; refusing");
@@ -312,16 +313,18 @@ impl Accepted {
             admission,
             span,
         } = *self.parts.take().expect("serve is called once");
-        serve(
-            ctx,
-            consumer,
-            inbox,
-            outbound,
-            settings,
-            (registration, admission),
-            transport.split(),
+        InSpan::new(
+            span,
+            serve(
+                ctx,
+                consumer,
+                inbox,
+                outbound,
+                settings,
+                (registration, admission),
+                transport.split(),
+            ),
         )
-        .instrument(span)
     }
 }
 

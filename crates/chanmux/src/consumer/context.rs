@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
+use chanmux_core::close_code;
 use chanmux_core::{ErrorCode, error_frame};
-use chanmux_core::{StreamPrefix, close_code};
 
-use crate::metrics::{StreamHandles, StreamMetrics};
+use crate::demultiplexer::Declared;
+use crate::metrics::StreamHandles;
 use serde::Serialize;
 use serde::de::IgnoredAny;
 use tokio::sync::{Notify, oneshot};
@@ -81,10 +82,8 @@ struct SocketLink {
 }
 
 struct StreamLink {
-    name: Arc<str>,
-    prefix: Arc<StreamPrefix>,
-    /// The declared stream's metrics, shared with its other connections.
-    metrics: Arc<StreamMetrics>,
+    /// Its name, prefix and metrics, shared with its other connections.
+    stream: Arc<Declared>,
     demux: Arc<Shared>,
 }
 
@@ -144,9 +143,7 @@ impl Context {
     }
 
     pub(crate) fn for_stream(
-        name: Arc<str>,
-        prefix: Arc<StreamPrefix>,
-        metrics: Arc<StreamMetrics>,
+        stream: Arc<Declared>,
         demux: Arc<Shared>,
         layer: Option<SharedLayer>,
         inbox: queue::WeakSender<Event>,
@@ -158,12 +155,7 @@ impl Context {
             scope,
             layer,
             inbox,
-            Link::Stream(StreamLink {
-                prefix,
-                name,
-                metrics,
-                demux,
-            }),
+            Link::Stream(StreamLink { stream, demux }),
         )
     }
 
@@ -198,7 +190,7 @@ impl Context {
     pub fn stream(&self) -> Option<&str> {
         match &self.inner.link {
             Link::Socket(_) => None,
-            Link::Stream(link) => Some(&link.name),
+            Link::Stream(link) => Some(&link.stream.name),
         }
     }
 
@@ -206,7 +198,7 @@ impl Context {
     pub(crate) fn stream_metrics(&self) -> Option<&StreamHandles> {
         match &self.inner.link {
             Link::Socket(_) => None,
-            Link::Stream(link) => Some(link.metrics.get()),
+            Link::Stream(link) => Some(link.stream.metrics.get()),
         }
     }
 
@@ -312,7 +304,7 @@ impl Context {
     pub(crate) async fn send_frame(&self, frame: Text) {
         let mut ctx = self;
         while let Link::Stream(link) = &ctx.inner.link {
-            link.metrics.get().sent.increment(1);
+            link.stream.metrics.get().sent.increment(1);
             ctx = link.demux.parent();
         }
         if let Link::Socket(link) = &ctx.inner.link
@@ -455,8 +447,8 @@ impl Context {
                         serde_json::from_str::<IgnoredAny>(text.as_str())
                             .map_err(|e| SendError::NotJson(e.to_string()))?;
                     }
-                    text = Text::known_json(link.prefix.wrap(text.as_str()));
-                    link.metrics.get().sent.increment(1);
+                    text = Text::known_json(link.stream.prefix.wrap(text.as_str()));
+                    link.stream.metrics.get().sent.increment(1);
                     ctx = link.demux.parent();
                 }
             }
@@ -514,7 +506,10 @@ impl Context {
                 let frame = Text::known_json(error_frame(code, message, None));
                 link.send(Outbound::Text(frame)).await
             }
-            Link::Stream(link) => link.demux.send_error(code, message, Some(&link.name)).await,
+            Link::Stream(link) => {
+                let name = &link.stream.name;
+                link.demux.send_error(code, message, Some(name)).await
+            }
         }
     }
 
@@ -607,10 +602,11 @@ impl Context {
     /// because the stream closed (or failed) first.
     pub(crate) async fn report_undelivered(&self) {
         if let Link::Stream(link) = &self.inner.link {
-            let message = format!("stream {:?} closed before handling this frame", &*link.name);
+            let name = &link.stream.name;
+            let message = format!("stream {:?} closed before handling this frame", &**name);
             let _ = link
                 .demux
-                .send_error(ErrorCode::StreamNotAccepting, &message, Some(&link.name))
+                .send_error(ErrorCode::StreamNotAccepting, &message, Some(name))
                 .await;
         }
     }

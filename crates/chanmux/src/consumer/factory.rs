@@ -3,10 +3,10 @@
 use std::fmt;
 
 use futures_util::future::BoxFuture;
-use tracing::Instrument;
 
 use super::{Event, runner};
 use crate::queue;
+use crate::span::InSpan;
 use crate::{Consumer, Context, Scope};
 
 /// Makes one consumer per connection (or per stream per connection) and runs it.
@@ -56,7 +56,13 @@ impl Start {
 
     /// Runs `consumer` for this connection or stream.
     pub fn run<C: Consumer>(self, consumer: C) -> BoxFuture<'static, ()> {
-        Box::pin(runner::run(consumer, self.ctx, self.inbox).instrument(self.span))
+        let runner = runner::run(consumer, self.ctx, self.inbox);
+        // Without a subscriber for the span, not even InSpan's pointer.
+        if self.span.is_disabled() {
+            Box::pin(runner)
+        } else {
+            Box::pin(InSpan::new(self.span, runner))
+        }
     }
 }
 

@@ -58,9 +58,7 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> BoxFuture<'static, ()> {
             Event::weight,
         );
         let ctx = Context::for_stream(
-            spec.names[index].clone(),
-            spec.prefixes[index].clone(),
-            spec.metrics[index].clone(),
+            spec.declared[index].clone(),
             shared.clone(),
             spec.layer.clone(),
             inbox.downgrade(),

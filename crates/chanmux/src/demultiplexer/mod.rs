@@ -7,15 +7,14 @@
 //! killing the connection; see the crate docs for the full list.
 
 mod consumer;
+mod declared;
 mod shared;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use chanmux_core::StreamPrefix;
-
-use crate::metrics::StreamMetrics;
+pub(crate) use declared::Declared;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
@@ -56,10 +55,9 @@ pub struct Demultiplexer {
 /// The streams and settings shared by every connection of one demultiplexer.
 struct Spec {
     names: Vec<Arc<str>>,
-    /// Each stream's `{"stream":"<name>","payload":` prefix, built once.
-    prefixes: Vec<Arc<StreamPrefix>>,
-    /// Each stream's metrics, shared by its consumers on every connection.
-    metrics: Vec<Arc<StreamMetrics>>,
+    /// Each stream's prefix and metrics, shared by its consumers on every
+    /// connection.
+    declared: Vec<Arc<Declared>>,
     factories: Vec<Arc<dyn ConsumerFactory>>,
     index: HashMap<Box<str>, usize>,
     config: DemultiplexerConfig,
@@ -216,7 +214,7 @@ impl Demultiplexer {
         payload: &str,
     ) -> Result<(), GroupError> {
         let frame = match self.spec.index.get(stream) {
-            Some(&i) => Message::frame_with(&self.spec.prefixes[i], payload),
+            Some(&i) => Message::frame_with(&self.spec.declared[i].prefix, payload),
             None => Message::frame(stream, payload),
         };
         layer.group_send(group, frame).await?;
@@ -301,15 +299,10 @@ impl DemultiplexerBuilder {
             .collect();
         Demultiplexer {
             spec: Arc::new(Spec {
-                prefixes: self
+                declared: self
                     .names
                     .iter()
-                    .map(|name| Arc::new(StreamPrefix::new(name)))
-                    .collect(),
-                metrics: self
-                    .names
-                    .iter()
-                    .map(|name| Arc::new(StreamMetrics::new(name.clone())))
+                    .map(|name| Arc::new(Declared::new(name.clone())))
                     .collect(),
                 names: self.names,
                 factories: self.factories,
