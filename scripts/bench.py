@@ -59,8 +59,14 @@ SERVERS = {
     "bare": "bare echo (ceiling)",
     "python": "Python reference",
 }
+# The demo as an operator runs it: metrics exported (`--metrics-addr`) and
+# logs at `info`, so every connection and stream has its span. Measured in
+# the same repeats as the others, on the configurations below.
+OPERATED = "chanmux demo, metrics on, RUST_LOG=info"
+OPERATED_CONFIGS = [(CONNECTIONS[-1], IN_FLIGHT[-1], p) for p in PAYLOADS]
 IDLE_ROWS = {
     "chanmux": "chanmux, the reference's 4 streams (3 accept), `/ws/reference/`",
+    "operated": "chanmux as above, metrics on and RUST_LOG=info (a span per connection and stream)",
     "demo": "chanmux demo, 5 streams (4 accept), `/ws/`",
     "bare": "bare echo (ceiling), no streams",
     "python": "Python reference, 4 streams (3 accept)",
@@ -83,7 +89,7 @@ class Server:
     def __init__(self, kind, extra=()):
         self.kind = kind
         pin = ["taskset", "-c", SERVER_CPU]
-        env = dict(os.environ, RUST_LOG="warn")
+        env = dict(os.environ, RUST_LOG="info" if kind == "operated" else "warn")
         if kind == "python":
             port = free_port()
             command = pin + [str(VENV / "bin" / "uvicorn"), "reference_app.asgi:application",
@@ -93,13 +99,15 @@ class Server:
             self.addr = f"127.0.0.1:{port}"
             wait_for_port(port)
         else:
-            binary = "chanmux-server" if kind == "chanmux" else "chanmux-bare-echo"
+            binary = "chanmux-bare-echo" if kind == "bare" else "chanmux-server"
             # The demo's connection limits (10,000, and 1,000 per address)
             # would refuse the idle runs, and its frame rate limit (1,000/s)
             # the echo runs: lifted here, the rate limit only raised, so its
             # check still runs on every frame and its cost is measured.
             limits = (["--max-connections", "0", "--max-connections-per-ip", "0",
-                       "--max-frame-rate", "4000000000"] if kind == "chanmux" else [])
+                       "--max-frame-rate", "4000000000"] if kind != "bare" else [])
+            if kind == "operated":
+                limits += ["--metrics-addr", "127.0.0.1:0"]
             self.process = subprocess.Popen(pin + [str(RELEASE / binary), "--addr", "127.0.0.1:0",
                                                    *limits, *map(str, extra)],
                                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -109,7 +117,8 @@ class Server:
         self.url = f"ws://{self.addr}/ws/"
         # The Python reference's own streams (4, of which 3 accept); the demo
         # adds `chat` at /ws/.
-        self.reference_url = f"ws://{self.addr}/ws/reference/" if kind == "chanmux" else self.url
+        self.reference_url = (f"ws://{self.addr}/ws/reference/" if kind in ("chanmux", "operated")
+                              else self.url)
         time.sleep(0.5)
 
     def cpu_seconds(self):
@@ -209,23 +218,24 @@ def main():
     # All three servers run at once (each pinned to the server core, idle
     # when not loaded) and each repeat runs them back to back, so a slow
     # spell of this shared machine weighs on every server alike.
-    servers = {kind: Server(kind) for kind in SERVERS}
+    servers = {kind: Server(kind) for kind in [*SERVERS, "operated"]}
     for kind, server in servers.items():
         warm = echo_run(server, 10, 16, 64)  # unmeasured warm-up
-        log(f"== echo warm-up, {SERVERS[kind]}: {warm['throughput']:.0f} msg/s")
+        log(f"== echo warm-up, {SERVERS.get(kind, OPERATED)}: {warm['throughput']:.0f} msg/s")
     rss_after_runs.append(("baseline (after warm-up)", servers["chanmux"].rss_kib()))
     heavy = (CONNECTIONS[-1], IN_FLIGHT[-1], PAYLOADS[0])
     for c in CONNECTIONS:
         for w in IN_FLIGHT:
             for p in PAYLOADS:
-                runs = {kind: [] for kind in SERVERS}
+                kinds = [*SERVERS, *(["operated"] if (c, w, p) in OPERATED_CONFIGS else [])]
+                runs = {kind: [] for kind in kinds}
                 for r in range(REPEATS):
-                    for kind, server in servers.items():
-                        runs[kind].append(echo_run(server, c, w, p))
+                    for kind in kinds:
+                        runs[kind].append(echo_run(servers[kind], c, w, p))
                     if (c, w, p) == heavy:
                         rss_after_runs.append((f"after run {r + 1} at {c}×{w}×{p} B",
                                                servers["chanmux"].rss_kib()))
-                for kind in SERVERS:
+                for kind in kinds:
                     results[(kind, c, w, p)] = runs[kind]
                     t = spread([run["throughput"] for run in runs[kind]])
                     log(f"   {kind:>7} {c:>3} conn × {w:>2} × {p:>4} B: {t[0]:>9.0f} msg/s  "
@@ -234,7 +244,7 @@ def main():
         server.stop()
 
     idle = {}
-    for kind in [*SERVERS, "demo"]:
+    for kind in [*SERVERS, "operated", "demo"]:
         for count in IDLE_COUNTS:
             log(f"== idle: {IDLE_ROWS[kind]}, {count} connections")
             server = Server("chanmux" if kind == "demo" else kind)
@@ -357,6 +367,24 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
                 cells = [f"{median(k, 'p50_ms', cfg):.3f} / {median(k, 'p99_ms', cfg):.3f}" for k in SERVERS]
                 w(f"| {c} × {fl} × {p} B | " + " | ".join(cells) + " |")
 
+    if all(("operated", *cfg) in results for cfg in OPERATED_CONFIGS):
+        w("\n## Metrics and spans on\n")
+        w(f"**operated** is the demo server with `--metrics-addr` (the Prometheus exporter "
+          "recording every metric of `chanmux::metrics`, the handler histogram included) and "
+          "`RUST_LOG=info` (a span per connection and per stream, entered whenever they run); "
+          "**chanmux** above runs with neither (`RUST_LOG=warn`, no recorder). Same repeats, "
+          "same run.\n")
+        w("| connections × in flight × payload | chanmux µs/msg | operated µs/msg | operated / chanmux | operated / bare | chanmux msg/s | operated msg/s | operated / bare msg/s |")
+        w("|---|---|---|---|---|---|---|---|")
+        for cfg in OPERATED_CONFIGS:
+            u = {k: median(k, "cpu_us_per_msg", cfg) for k in ("chanmux", "operated", "bare")}
+            t = {k: median(k, "throughput", cfg) for k in ("chanmux", "operated", "bare")}
+            c, fl, p = cfg
+            w(f"| {c} × {fl} × {p} B | {u['chanmux']:.2f} | {u['operated']:.2f} | "
+              f"{u['operated'] / u['chanmux']:.2f} | {u['operated'] / u['bare']:.2f} | "
+              f"{t['chanmux']:,.0f} | {t['operated']:,.0f} | {t['operated'] / t['bare']:.2f} |")
+        w("")
+
     w("\n## Memory per idle connection\n")
     w("Server RSS growth divided by the connections held. The target's configuration is the "
       "first row: the Python reference's streams (`echostream`, `altechostream`, "
@@ -428,6 +456,14 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
     w(f"| throughput ≥ 20× the Python reference | {thr['chanmux'] / thr['python']:.0f}× | {verdict(thr['chanmux'] >= 20 * thr['python'])} |")
     w(f"| server CPU per message ≥ 30× less than the Python reference | {cpu_m['python'] / cpu_m['chanmux']:.0f}× | {verdict(cpu_m['python'] >= 30 * cpu_m['chanmux'])} |")
     w(f"| ≤ 10 KiB RSS per idle connection with 3 accepted streams | {idle_per:.1f} KiB | {verdict(idle_per <= 10)} |")
+    if ("operated", *heavy) in results:
+        thr_o = median("operated", "throughput", heavy)
+        cpu_o = median("operated", "cpu_us_per_msg", heavy)
+        w(f"| with metrics and spans on: throughput ≥ 0.9× bare echo | {thr_o / thr['bare']:.2f}× | {verdict(thr_o >= 0.9 * thr['bare'])} |")
+        w(f"| with metrics and spans on: server CPU per message ≤ 1.15× bare echo | {cpu_o / cpu_m['bare']:.2f}× | {verdict(cpu_o <= 1.15 * cpu_m['bare'])} |")
+    if ("operated", IDLE_COUNTS[-1]) in idle:
+        idle_o = idle[("operated", IDLE_COUNTS[-1])][1]
+        w(f"| with metrics and spans on: ≤ 10 KiB RSS per idle connection | {idle_o:.1f} KiB | {verdict(idle_o <= 10)} |")
     w(f"| {MOST_CONNECTIONS:,} connections held by one process | {most[0]:,} | {verdict(most[0] >= MOST_CONNECTIONS and still_serving)} |")
     w(f"| RSS does not grow across {len(rss_values)} runs | {', '.join(f'{v / 1024:.1f}' for v in rss_values)} MiB | {verdict(not grows)} |")
     w("")

@@ -5,6 +5,8 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Instant;
 
 use chanmux_core::close_code;
@@ -12,6 +14,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use super::Event;
+use crate::metrics::StreamHandles;
 use crate::queue;
 use crate::{BoxError, Consumer, Context, SendError, Text};
 
@@ -129,18 +132,41 @@ pub(crate) async fn run<C: Consumer>(
     }
 }
 
-/// Awaits a handler call, recording how long it took in the stream's
-/// handler histogram (streams only: a socket's consumer has no stream
-/// label; and only once metrics are on, see `metrics::describe`).
-async fn timed<T>(ctx: &Context, call: impl Future<Output = T>) -> T {
-    match ctx.stream_metrics().filter(|m| m.timing()) {
-        Some(metrics) => {
-            let started = Instant::now();
-            let outcome = call.await;
-            metrics.handled(started.elapsed());
-            outcome
-        }
-        None => call.await,
+/// A handler call that records how long it took in its stream's handler
+/// histogram (streams only: a socket's consumer has no stream label; and
+/// only once metrics are on, see `metrics::describe`).
+///
+/// A combinator, like `guarded`: an `async fn` would copy the handler's
+/// future into its state and again into the awaited slot, on every call.
+fn timed<'a, F: Future>(ctx: &'a Context, call: F) -> Timed<'a, F> {
+    Timed {
+        call,
+        metrics: ctx.stream_metrics().filter(|m| m.timing()),
+        started: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct Timed<'a, F> {
+        #[pin]
+        call: F,
+        metrics: Option<&'a StreamHandles>,
+        started: Option<Instant>,
+    }
+}
+
+impl<F: Future> Future for Timed<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Some(metrics) = this.metrics else {
+            return this.call.poll(cx);
+        };
+        let started = *this.started.get_or_insert_with(Instant::now);
+        let outcome = ready!(this.call.poll(cx));
+        metrics.handled(started.elapsed());
+        Poll::Ready(outcome)
     }
 }
 
