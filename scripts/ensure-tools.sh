@@ -24,6 +24,14 @@ if ((${#missing[@]})); then
   fi
   # Through env, since sudo does not pass the environment on.
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # The tests start their own servers on free ports: keep the packages'
+  # services (nginx on port 80, redis on 6379) from starting at install,
+  # where a port already in use would fail the install itself.
+  no_start=/usr/sbin/policy-rc.d
+  if [[ ! -e $no_start ]]; then
+    "${as_root[@]}" sh -c "printf '#!/bin/sh\nexit 101\n' > $no_start && chmod +x $no_start"
+    trap '"${as_root[@]}" rm -f '"$no_start" EXIT
+  fi
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 

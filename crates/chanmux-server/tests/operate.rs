@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -311,8 +312,29 @@ async fn metrics_show_what_the_clients_did() {
         })
         .await;
 
+    // Refusals are counted by outcome: a plain GET on the WebSocket route,
+    // and a page from another origin.
+    assert_eq!(server.get("/ws/").await.0, 426);
+    let mut request = format!("ws://{}/ws/", server.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://elsewhere.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+        }
+        other => panic!("a foreign origin was not refused: {other:?}"),
+    }
+
     let exactly = [
         ("chanmux_connections", 1.0),
+        (r#"chanmux_connections_total{outcome="bad_request"}"#, 1.0),
+        (
+            r#"chanmux_connections_total{outcome="origin_refused"}"#,
+            1.0,
+        ),
         (r#"chanmux_connections_total{outcome="accepted"}"#, 2.0),
         (r#"chanmux_disconnects_total{code="1013"}"#, 1.0),
         (r#"chanmux_frames_received_total{stream="echostream"}"#, 3.0),
@@ -341,13 +363,10 @@ async fn metrics_show_what_the_clients_did() {
     assert_eq!(delivered + dropped, 400.0);
 }
 
-#[tokio::test]
-async fn a_consumers_log_line_names_its_connection_and_stream() {
-    let server = Server::start(
-        &["--log-format", "json"],
-        &[("RUST_LOG", "info,chanmux_server=debug")],
-    )
-    .await;
+/// The JSON log line the chat consumer writes when a client joins a room,
+/// from a server started with `RUST_LOG=rust_log`.
+async fn joined_log_line(rust_log: &str) -> serde_json::Value {
+    let server = Server::start(&["--log-format", "json"], &[("RUST_LOG", rust_log)]).await;
     let mut client = server.connect().await;
     send(&mut client, "chat", serde_json::json!({"join": "logged"})).await;
     assert_eq!(next_json(&mut client).await["payload"]["joined"], "logged");
@@ -371,6 +390,12 @@ async fn a_consumers_log_line_names_its_connection_and_stream() {
     };
     let line: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
     assert_eq!(line["fields"]["room"], "logged", "{line}");
+    line
+}
+
+#[tokio::test]
+async fn a_consumers_log_line_names_its_connection_and_stream() {
+    let line = joined_log_line("info,chanmux_server=debug").await;
     let spans = line["spans"]
         .as_array()
         .expect("the spans it was logged in");
@@ -393,6 +418,13 @@ async fn a_consumers_log_line_names_its_connection_and_stream() {
         .find(|s| s["name"] == "stream")
         .unwrap_or_else(|| panic!("no stream span: {line}"));
     assert_eq!(stream["stream"], "chat");
+}
+
+#[tokio::test]
+async fn the_spans_can_be_turned_off_alone() {
+    let line = joined_log_line("info,chanmux_server=debug,chanmux::spans=off").await;
+    let spans = line["spans"].as_array().map_or(0, Vec::len);
+    assert_eq!(spans, 0, "{line}");
 }
 
 #[tokio::test]

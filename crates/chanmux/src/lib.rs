@@ -162,6 +162,15 @@ mod text;
 pub mod transport;
 
 pub use chanmux_core::{self as core, ErrorCode, close_code};
+
+/// The tracing target of the spans the library opens: `connection` (fields
+/// `id`, `peer`, `path`), entered whenever a connection runs, and `stream`
+/// (field `stream`) inside it, entered whenever a demultiplexed stream's
+/// consumer runs, so that every log line names both. Both are at `INFO`;
+/// a filter such as `RUST_LOG=info,chanmux::spans=off` turns them off, which
+/// saves their memory on every connection (a few hundred bytes per span with
+/// tracing-subscriber's fmt layer) and entering them on every message.
+pub const SPANS: &str = "chanmux::spans";
 pub use connection::ConnectionConfig;
 pub use consumer::{Consumer, ConsumerFactory, Context, JsonConsumer, Start};
 pub use demultiplexer::{Demultiplexer, DemultiplexerBuilder, DemultiplexerConfig, Streams};

@@ -12,7 +12,7 @@
 //! | name | kind | labels |
 //! |---|---|---|
 //! | `chanmux_connections` | gauge | |
-//! | `chanmux_connections_total` | counter | `outcome`: `accepted`, `refused`, `failed`, `timed_out`, `origin_refused`, `over_limit`, `shutting_down` |
+//! | `chanmux_connections_total` | counter | `outcome`: `accepted`, `refused`, `failed`, `timed_out`, `origin_refused`, `over_limit`, `shutting_down`, `bad_request` (not a valid WebSocket upgrade) |
 //! | `chanmux_disconnects_total` | counter | `code`: the close code; application codes as `3xxx` / `4xxx` |
 //! | `chanmux_streams` | gauge | `stream` |
 //! | `chanmux_frames_received_total` | counter | `stream` |

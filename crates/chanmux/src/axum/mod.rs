@@ -113,7 +113,10 @@ async fn upgrade(
     let (mut parts, _body) = request.into_parts();
     let upgrade = match upgrade::check(&mut parts) {
         Ok(upgrade) => upgrade,
-        Err(status) => return status.into_response(),
+        Err(status) => {
+            crate::metrics::connection("bad_request");
+            return status.into_response();
+        }
     };
     let path_params = match RawPathParams::from_request_parts(&mut parts, &()).await {
         Ok(params) => params

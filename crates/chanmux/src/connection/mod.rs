@@ -159,6 +159,7 @@ pub async fn start(
     config: &ConnectionConfig,
 ) -> Handshake {
     let span = tracing::info_span!(
+        target: crate::SPANS,
         "connection",
         id = NEXT_ID.fetch_add(1, Ordering::Relaxed),
         peer = scope.client.map(tracing::field::display),

@@ -64,7 +64,8 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> BoxFuture<'static, ()> {
             inbox.downgrade(),
         );
         // A child of the connection's span, which is entered here.
-        let span = tracing::info_span!("stream", stream = &*spec.names[index]);
+        let span =
+            tracing::info_span!(target: crate::SPANS, "stream", stream = &*spec.names[index]);
         streams.push(factory.start(Start {
             ctx: ctx.clone(),
             inbox: inbox_rx,
