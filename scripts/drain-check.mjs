@@ -9,6 +9,8 @@
 // DRAIN_SECS (what the server was started with) to 10. Loopback only: it
 // refuses other hosts. Exits 1 if a check fails.
 
+import net from "node:net";
+
 const [pid, addr, n = "200", drainArg = "10"] = process.argv.slice(2);
 if (!pid || !addr) {
   console.error("usage: drain-check.mjs PID HOST:PORT [N] [DRAIN_SECS]");
@@ -43,6 +45,30 @@ async function status(path, headers = {}) {
   }
 }
 
+// fetch() refuses to send Upgrade headers: the handshake by hand.
+function upgradeStatus() {
+  const [host, port] = [addr.slice(0, addr.lastIndexOf(":")), Number(addr.slice(addr.lastIndexOf(":") + 1))];
+  return new Promise((resolve) => {
+    const socket = net.connect(port, host.replace(/^\[|\]$/g, ""), () => {
+      socket.write(
+        `GET /ws/ HTTP/1.1\r\nHost: ${addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+          "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+      );
+    });
+    let head = "";
+    socket.on("data", (chunk) => {
+      head += chunk;
+      const line = head.split("\r\n")[0];
+      if (head.includes("\r\n")) {
+        socket.destroy();
+        resolve(Number(line.split(" ")[1]));
+      }
+    });
+    socket.on("error", () => resolve("no answer"));
+    socket.on("close", () => resolve("no answer"));
+  });
+}
+
 function alive() {
   try {
     process.kill(Number(pid), 0);
@@ -65,12 +91,7 @@ process.kill(Number(pid), "SIGTERM");
 await new Promise((r) => setTimeout(r, 200));
 const ready = await status("/readyz");
 check(ready === 503, `/readyz during the drain: ${ready}`);
-const upgrade = await status("/ws/", {
-  connection: "Upgrade",
-  upgrade: "websocket",
-  "sec-websocket-version": "13",
-  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-});
+const upgrade = await upgradeStatus();
 check(upgrade === 503, `a new WebSocket during the drain: HTTP ${upgrade}`);
 
 const done = await Promise.all(closes);
