@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -248,21 +248,6 @@ async fn start(extra_args: &[&str]) -> (Server, Nginx, TestCertificate) {
     let certificate = TestCertificate::new();
     let nginx = Nginx::start(&server.addr, &certificate).await;
     (server, nginx, certificate)
-}
-
-/// Reads until the peer closes (with or without TLS's close_notify).
-async fn read_all(stream: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> {
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(WAIT, stream.read(&mut buffer))
-            .await
-            .expect("the response in time")
-        {
-            Ok(0) | Err(_) => return received,
-            Ok(n) => received.extend_from_slice(&buffer[..n]),
-        }
-    }
 }
 
 #[tokio::test]

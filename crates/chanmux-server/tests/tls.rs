@@ -5,25 +5,10 @@
 mod support;
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use support::*;
-
-/// Reads until the server closes (with or without TLS's close_notify).
-async fn read_all(stream: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> {
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(WAIT, stream.read(&mut buffer))
-            .await
-            .expect("the response in time")
-        {
-            Ok(0) | Err(_) => return received,
-            Ok(n) => received.extend_from_slice(&buffer[..n]),
-        }
-    }
-}
 
 #[tokio::test]
 async fn with_a_certificate_the_page_is_served_over_https_and_streams_over_wss() {

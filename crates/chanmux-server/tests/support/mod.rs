@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, Command};
 use tokio_rustls::TlsConnector;
@@ -205,5 +205,20 @@ pub async fn next_json(client: &mut Wss) -> Value {
     {
         Some(Ok(Message::Text(text))) => serde_json::from_str(&text).expect("JSON"),
         other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+/// Reads until the peer closes (with or without TLS's close_notify).
+pub async fn read_all(stream: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(WAIT, stream.read(&mut buffer))
+            .await
+            .expect("the response in time")
+        {
+            Ok(0) | Err(_) => return received,
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+        }
     }
 }
