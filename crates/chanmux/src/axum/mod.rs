@@ -11,11 +11,11 @@
 //! let demux = Demultiplexer::builder().stream("quiet", || Quiet).build();
 //! let app = Router::new().route("/ws/", chanmux::axum::websocket(demux));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
-//! axum::serve(
-//!     listener,
-//!     app.into_make_service_with_connect_info::<chanmux::axum::ConnectionAddrs>(),
-//! )
-//! .await
+//! // axum::serve works too (with `into_make_service_with_connect_info::<
+//! // ConnectionAddrs>()` for the addresses); this one adds TCP_NODELAY, a
+//! // timeout on the HTTP head and a drain at SIGTERM or Ctrl-C.
+//! let config = chanmux::axum::ServeConfig::default();
+//! chanmux::axum::serve(listener, app, config, chanmux::axum::termination()).await
 //! # }
 //! ```
 //!
