@@ -63,6 +63,10 @@ pub(crate) struct Args {
     /// Seconds to wait for anything from a pinged client before dropping it.
     #[arg(long, env = "CHANMUX_PONG_TIMEOUT", default_value_t = 10)]
     pub(crate) pong_timeout: u64,
+    /// Connections the kernel may queue for accepting (capped by
+    /// net.core.somaxconn): room for a crowd reconnecting at once.
+    #[arg(long, env = "CHANMUX_BACKLOG", default_value_t = 4096)]
+    pub(crate) backlog: u32,
     /// Seconds a client has to send its HTTP request head (also the longest
     /// idle time between keep-alive requests); 0 for no limit.
     #[arg(long, env = "CHANMUX_HANDSHAKE_TIMEOUT", default_value_t = 10)]

@@ -68,6 +68,7 @@ settings! {
     addr: SocketAddr,
     redis: Option<String>,
     read_buffer: usize,
+    backlog: u32,
     allowed_origins: Vec<String>,
     ping_interval: u64,
     pong_timeout: u64,

@@ -35,9 +35,8 @@ pub(crate) async fn serve(
         }
         None => None,
     };
-    let listener = TcpListener::bind(args.addr)
-        .await
-        .with_context(|| format!("binding {}", args.addr))?;
+    let listener =
+        bind(args.addr, args.backlog).with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let layer = chanmux_server::layer(args.redis.as_deref())
         .await
@@ -86,4 +85,20 @@ pub(crate) async fn serve(
         .await
         .context("serving")?;
     Ok(())
+}
+
+/// Binds `addr` with a listen queue of `backlog` connections (Tokio's
+/// `TcpListener::bind` asks for 128, too few for a crowd reconnecting after
+/// a restart; the kernel caps it at `net.core.somaxconn`).
+fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As TcpListener::bind does: a restarted server can bind at once, while
+    // its old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
