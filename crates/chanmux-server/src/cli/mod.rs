@@ -73,9 +73,15 @@ pub(crate) async fn serve(
         // The second line, for the same reason.
         println!("metrics on http://{}/metrics", listener.local_addr()?);
         let router = chanmux_server::metrics::metrics_router(handle);
-        // Plain axum: this port is for the operator's scraper, not the public.
+        // Our accept loop for its timeout on request heads, even on a port
+        // meant for the operator's scraper; it ends with the process, not
+        // with the drain (scrapes go on while the server drains).
+        let serve_metrics = ServeConfig::default()
+            .with_handshake_timeout(Duration::from_secs(args.handshake_timeout));
         tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
+            if let Err(error) =
+                serve_http(listener, router, serve_metrics, std::future::pending()).await
+            {
                 tracing::error!(%error, "metrics listener failed");
             }
         });
