@@ -30,8 +30,8 @@
 //! declared stream name), never from what a client sends, so the number of
 //! series stays bounded.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chanmux_core::ErrorCode;
@@ -181,12 +181,8 @@ pub(crate) fn bytes() -> &'static (Counter, Counter) {
 }
 
 /// One declared stream's handles, shared by its consumers on every
-/// connection and looked up at the first one.
-pub(crate) struct StreamMetrics {
-    name: Arc<str>,
-    handles: OnceLock<StreamHandles>,
-}
-
+/// connection (kept in the demultiplexer's `Declared`, looked up at the
+/// stream's first connection).
 pub(crate) struct StreamHandles {
     pub(crate) received: Counter,
     pub(crate) sent: Counter,
@@ -194,28 +190,18 @@ pub(crate) struct StreamHandles {
     handler: Histogram,
 }
 
-impl StreamMetrics {
-    pub(crate) fn new(name: Arc<str>) -> Self {
-        StreamMetrics {
-            name,
-            handles: OnceLock::new(),
+impl StreamHandles {
+    /// Looks up the handles labelled with `stream`.
+    pub(crate) fn new(stream: &str) -> Self {
+        let stream = stream.to_owned();
+        StreamHandles {
+            received: metrics::counter!(FRAMES_RECEIVED, "stream" => stream.clone()),
+            sent: metrics::counter!(FRAMES_SENT, "stream" => stream.clone()),
+            open: metrics::gauge!(STREAMS, "stream" => stream.clone()),
+            handler: metrics::histogram!(HANDLER_SECONDS, "stream" => stream),
         }
     }
 
-    pub(crate) fn get(&self) -> &StreamHandles {
-        self.handles.get_or_init(|| {
-            let stream = self.name.to_string();
-            StreamHandles {
-                received: metrics::counter!(FRAMES_RECEIVED, "stream" => stream.clone()),
-                sent: metrics::counter!(FRAMES_SENT, "stream" => stream.clone()),
-                open: metrics::gauge!(STREAMS, "stream" => stream.clone()),
-                handler: metrics::histogram!(HANDLER_SECONDS, "stream" => stream),
-            }
-        })
-    }
-}
-
-impl StreamHandles {
     /// Whether handler calls are timed (see [`describe`]).
     pub(crate) fn timing(&self) -> bool {
         TIMING.load(Ordering::Relaxed)
@@ -223,13 +209,5 @@ impl StreamHandles {
 
     pub(crate) fn handled(&self, took: Duration) {
         self.handler.record(took.as_secs_f64());
-    }
-}
-
-impl std::fmt::Debug for StreamMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamMetrics")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
     }
 }

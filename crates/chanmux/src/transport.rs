@@ -64,49 +64,42 @@ enum Kind {
 }
 
 impl TransportError {
-    /// Wraps the WebSocket library's error.
-    pub fn new(source: impl Into<crate::BoxError>) -> Self {
+    fn of(kind: Kind, source: impl Into<crate::BoxError>) -> Self {
         TransportError {
-            kind: Kind::Io,
+            kind,
             source: source.into(),
         }
+    }
+
+    /// Wraps the WebSocket library's error.
+    pub fn new(source: impl Into<crate::BoxError>) -> Self {
+        TransportError::of(Kind::Io, source)
     }
 
     /// An incoming message exceeded the transport's size limit; the
     /// connection answers with close code 1009.
     pub fn message_too_large(source: impl Into<crate::BoxError>) -> Self {
-        TransportError {
-            kind: Kind::TooLarge,
-            source: source.into(),
-        }
+        TransportError::of(Kind::TooLarge, source)
     }
 
     /// The client broke the WebSocket protocol (a bad opcode, an oversized
     /// or fragmented control frame, a masking error); the connection
     /// answers with close code 1002.
     pub fn protocol(source: impl Into<crate::BoxError>) -> Self {
-        TransportError {
-            kind: Kind::Protocol,
-            source: source.into(),
-        }
+        TransportError::of(Kind::Protocol, source)
     }
 
     /// A text message was not valid UTF-8; the connection answers with
     /// close code 1007.
     pub fn invalid_utf8(source: impl Into<crate::BoxError>) -> Self {
-        TransportError {
-            kind: Kind::InvalidUtf8,
-            source: source.into(),
-        }
+        TransportError::of(Kind::InvalidUtf8, source)
     }
 
     /// A message started arriving and did not complete within `timeout`;
     /// the connection answers with close code 1008.
     pub fn message_timeout(timeout: std::time::Duration) -> Self {
-        TransportError {
-            kind: Kind::MessageTimeout,
-            source: format!("a message did not complete within {timeout:?}").into(),
-        }
+        let message = format!("a message did not complete within {timeout:?}");
+        TransportError::of(Kind::MessageTimeout, message)
     }
 
     /// Whether an incoming message was over the size limit.

@@ -198,7 +198,7 @@ impl Context {
     pub(crate) fn stream_metrics(&self) -> Option<&StreamHandles> {
         match &self.inner.link {
             Link::Socket(_) => None,
-            Link::Stream(link) => Some(link.stream.metrics.get()),
+            Link::Stream(link) => Some(link.stream.metrics()),
         }
     }
 
@@ -304,7 +304,7 @@ impl Context {
     pub(crate) async fn send_frame(&self, frame: Text) {
         let mut ctx = self;
         while let Link::Stream(link) = &ctx.inner.link {
-            link.stream.metrics.get().sent.increment(1);
+            link.stream.metrics().sent.increment(1);
             ctx = link.demux.parent();
         }
         if let Link::Socket(link) = &ctx.inner.link
@@ -448,7 +448,7 @@ impl Context {
                             .map_err(|e| SendError::NotJson(e.to_string()))?;
                     }
                     text = Text::known_json(link.stream.prefix.wrap(text.as_str()));
-                    link.stream.metrics.get().sent.increment(1);
+                    link.stream.metrics().sent.increment(1);
                     ctx = link.demux.parent();
                 }
             }

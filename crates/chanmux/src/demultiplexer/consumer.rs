@@ -43,7 +43,7 @@ struct Slot {
 /// future, not as tasks of their own, so an idle stream costs only its
 /// consumer's state; dropping the future stops them all.
 pub(super) fn start(spec: &Arc<Spec>, start: Start) -> BoxFuture<'static, ()> {
-    let total = spec.names.len();
+    let total = spec.declared.len();
     if total == 0 {
         // Nothing could ever accept.
         return start.run(NoRoute);
@@ -64,8 +64,7 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> BoxFuture<'static, ()> {
             inbox.downgrade(),
         );
         // A child of the connection's span, which is entered here.
-        let span =
-            tracing::info_span!(target: crate::SPANS, "stream", stream = &*spec.names[index]);
+        let span = tracing::info_span!(target: crate::SPANS, "stream", stream = &*spec.declared[index].name);
         streams.push(factory.start(Start {
             ctx: ctx.clone(),
             inbox: inbox_rx,
@@ -143,7 +142,7 @@ impl Router {
                 Err(TrySendError::Closed(_)) => ErrorCode::StreamNotAccepting,
             }
         };
-        let name = &self.spec.names[index];
+        let name = &self.spec.declared[index].name;
         let message = match refusal {
             ErrorCode::StreamOverloaded => format!("stream {name:?} is overloaded; frame dropped"),
             _ => format!("stream {name:?} is not accepting frames"),

@@ -54,9 +54,8 @@ pub struct Demultiplexer {
 
 /// The streams and settings shared by every connection of one demultiplexer.
 struct Spec {
-    names: Vec<Arc<str>>,
-    /// Each stream's prefix and metrics, shared by its consumers on every
-    /// connection.
+    /// Each stream's name, prefix and metrics, in the order they were added,
+    /// shared by its consumers on every connection.
     declared: Vec<Arc<Declared>>,
     factories: Vec<Arc<dyn ConsumerFactory>>,
     index: HashMap<Box<str>, usize>,
@@ -144,7 +143,7 @@ impl Demultiplexer {
 
     /// The stream names, in the order they were added.
     pub fn stream_names(&self) -> impl Iterator<Item = &str> {
-        self.spec.names.iter().map(|n| &**n)
+        self.spec.declared.iter().map(|d| &*d.name)
     }
 
     /// The settings.
@@ -301,10 +300,9 @@ impl DemultiplexerBuilder {
             spec: Arc::new(Spec {
                 declared: self
                     .names
-                    .iter()
-                    .map(|name| Arc::new(Declared::new(name.clone())))
+                    .into_iter()
+                    .map(|name| Arc::new(Declared::new(name)))
                     .collect(),
-                names: self.names,
                 factories: self.factories,
                 index,
                 config: self.config,
@@ -327,7 +325,7 @@ impl ConsumerFactory for Demultiplexer {
 impl fmt::Debug for Demultiplexer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Demultiplexer")
-            .field("streams", &self.spec.names)
+            .field("streams", &self.stream_names().collect::<Vec<_>>())
             .field("config", &self.spec.config)
             .finish()
     }
