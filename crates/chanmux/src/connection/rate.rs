@@ -1,8 +1,8 @@
 //! A per-connection token bucket for incoming frames.
 //!
 //! Tokens are taken without reading the clock; only an empty bucket looks
-//! at the time to refill, so a connection under its limit pays one
-//! decrement per frame.
+//! at the time to refill, and a full one to start counting again, so a
+//! connection pays one decrement per frame and a clock read per burst.
 
 use std::time::Duration;
 
@@ -29,7 +29,10 @@ impl FrameRate {
 
     /// Takes a token for one frame; `false` when the frame is over the limit.
     pub(super) fn allow(&mut self) -> bool {
-        if self.tokens == 0 {
+        if self.tokens == self.rate {
+            // Time spent full earned nothing: refills count from here.
+            self.last = Instant::now();
+        } else if self.tokens == 0 {
             self.refill(Instant::now());
         }
         if self.tokens == 0 {
@@ -86,6 +89,13 @@ mod tests {
         }
         // The burst of 100 plus 100 earned in the second.
         assert!((195..=201).contains(&allowed), "{allowed}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_spent_full_earns_no_extra_burst() {
+        let mut bucket = FrameRate::new(10).unwrap();
+        tokio::time::advance(Duration::from_millis(990)).await;
+        assert_eq!((0..30).filter(|_| bucket.allow()).count(), 10);
     }
 
     #[test]
