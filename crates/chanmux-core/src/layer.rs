@@ -274,8 +274,10 @@ impl Registry {
 /// sends), by `result` (`delivered`, `dropped`); a counter.
 pub const GROUP_MESSAGES: &str = "chanmux_group_messages_total";
 
-/// Metric: 1 while the layer's backend is reachable, else 0; a gauge set by
-/// backends that can lose theirs (see [`ChannelLayer::is_up`]).
+/// Metric: 1 while the layer's backend is reachable, else 0; a gauge set to
+/// 1 when a layer is built, and by backends that can lose theirs at each
+/// change (see [`ChannelLayer::is_up`]). One gauge per process: a process
+/// runs one layer.
 pub const LAYER_UP: &str = "chanmux_layer_up";
 
 /// The delivered and dropped counters, looked up once per process (install

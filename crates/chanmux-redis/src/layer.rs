@@ -131,9 +131,9 @@ impl RedisLayer {
             local: LocalChannels::new(id)
                 .with_max_groups_per_channel(config.max_groups_per_channel),
             config,
-            connected: AtomicBool::new(true),
+            connected: AtomicBool::new(false),
         });
-        metrics::gauge!(chanmux_core::layer::LAYER_UP).set(1.0);
+        shared.set_connected(true);
         let (mut sink, stream) = pubsub.split();
         timeout(wait, sink.subscribe(shared.topics()))
             .await
@@ -216,6 +216,13 @@ fn instance_id() -> String {
 }
 
 impl Shared {
+    /// Records whether the subscription connection is up, for
+    /// [`RedisLayer::is_connected`] and the `chanmux_layer_up` gauge.
+    pub(crate) fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Release);
+        metrics::gauge!(chanmux_core::layer::LAYER_UP).set(if up { 1.0 } else { 0.0 });
+    }
+
     fn local(&self) -> MutexGuard<'_, Registry> {
         self.local.registry()
     }

@@ -2,7 +2,6 @@
 //! kept up for as long as the layer lives.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -71,8 +70,7 @@ pub(crate) async fn run(
         {
             return;
         }
-        shared.connected.store(false, Ordering::Release);
-        metrics::gauge!(chanmux_core::layer::LAYER_UP).set(0.0);
+        shared.set_connected(false);
         tracing::warn!("lost the Redis subscription connection; reconnecting");
         let Some((new_sink, new_stream, now_refused)) =
             reconnect(&client, &shared, &mut commands, &mut held).await
@@ -80,8 +78,7 @@ pub(crate) async fn run(
             return;
         };
         (sink, stream, refused) = (new_sink, new_stream, now_refused);
-        shared.connected.store(true, Ordering::Release);
-        metrics::gauge!(chanmux_core::layer::LAYER_UP).set(1.0);
+        shared.set_connected(true);
         tracing::info!("Redis subscription connection restored");
     }
 }

@@ -156,8 +156,24 @@ pub(crate) fn disconnect(code: u16) {
 }
 
 /// An error frame (or, in strict mode, the close that stands for one).
+/// Its counters are looked up once per process: a client can make one per
+/// frame it sends (a flood over the rate limit, say).
 pub(crate) fn error_frame(code: ErrorCode) {
-    metrics::counter!(ERROR_FRAMES, "code" => code.as_str()).increment(1);
+    static BY_CODE: OnceLock<Vec<(ErrorCode, Counter)>> = OnceLock::new();
+    let counters = BY_CODE.get_or_init(|| {
+        ErrorCode::ALL
+            .into_iter()
+            .map(|code| {
+                (
+                    code,
+                    metrics::counter!(ERROR_FRAMES, "code" => code.as_str()),
+                )
+            })
+            .collect()
+    });
+    if let Some((_, counter)) = counters.iter().find(|(c, _)| *c == code) {
+        counter.increment(1);
+    }
 }
 
 pub(crate) fn slow_client() {

@@ -34,7 +34,7 @@ pub struct OriginPolicy {
 }
 
 /// One allowed origin: `scheme://host[:port]`, where `*` in the host stands
-/// for any run of characters, e.g. `https://*.example.com`.
+/// for any run of characters but `/`, e.g. `https://*.example.com`.
 #[derive(Clone, PartialEq, Eq)]
 struct OriginPattern {
     /// Lower-cased, without a trailing slash.
@@ -60,7 +60,7 @@ impl OriginPolicy {
     }
 
     /// Also allows origins matching `pattern` (`scheme://host[:port]`, `*`
-    /// for any run of characters in the host); same host still passes.
+    /// for any run of characters but `/` in the host); same host still passes.
     /// A pattern of `*` alone allows any origin, as [`any`](Self::any).
     #[must_use]
     pub fn allow(mut self, pattern: &str) -> Self {

@@ -149,10 +149,16 @@ impl Registration {
     /// Resolves when this connection's moment to close has come.
     pub(crate) async fn triggered(&mut self) {
         loop {
-            // An error means the switch was dropped; then it can never trigger.
-            let plan = self.plan.wait_for(Option::is_some).await.map(|plan| *plan);
-            let Ok(Some(plan)) = plan else {
-                return std::future::pending().await;
+            // No error can come: the registration holds the switch, and so
+            // its sender.
+            let plan = self
+                .plan
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|p| *p);
+            let Some(plan) = plan else {
+                unreachable!("waited for a plan, with the switch alive");
             };
             let at = plan.start + plan.over.mul_f64(self.place);
             // Boxed: only connections of a draining server get here, and
@@ -161,9 +167,7 @@ impl Registration {
             tokio::select! {
                 () = wait => return,
                 // A shorter plan: work out the moment again.
-                changed = self.plan.changed() => if changed.is_err() {
-                    return;
-                },
+                _ = self.plan.changed() => {}
             }
         }
     }

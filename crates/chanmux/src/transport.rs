@@ -102,11 +102,6 @@ impl TransportError {
         TransportError::of(Kind::MessageTimeout, message)
     }
 
-    /// Whether an incoming message was over the size limit.
-    pub fn is_message_too_large(&self) -> bool {
-        self.kind == Kind::TooLarge
-    }
-
     /// The close code and reason to answer the client with, when the error
     /// is the client's (RFC 6455: 1002, 1007, 1008, 1009); `None` when the
     /// socket itself failed and nothing can be sent.

@@ -209,7 +209,8 @@ pub async fn serve(
     stopping.send_replace(true);
     let mut hurry = pin!(async {
         if config.close_now_on_signal {
-            second_signal().await;
+            // The next SIGTERM or SIGINT, during the drain.
+            termination().await;
             tracing::info!("second signal: closing the remaining WebSockets now");
             shutdown.trigger();
         }
@@ -265,11 +266,6 @@ pub async fn termination() {
     }
     #[cfg(not(unix))]
     ctrl_c().await;
-}
-
-/// During a drain, the next SIGTERM or SIGINT.
-async fn second_signal() {
-    termination().await;
 }
 
 async fn ctrl_c() {
