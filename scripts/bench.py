@@ -215,7 +215,7 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     results = {}  # (kind, c, w, p) -> list of summaries
     rss_after_runs = []
-    # All three servers run at once (each pinned to the server core, idle
+    # All four servers run at once (each pinned to the server core, idle
     # when not loaded) and each repeat runs them back to back, so a slow
     # spell of this shared machine weighs on every server alike.
     servers = {kind: Server(kind) for kind in [*SERVERS, "operated"]}

@@ -22,23 +22,24 @@ load=target/profiling/chanmux-load
 command -v valgrind >/dev/null || { echo "callgrind-echo: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 mkdir -p target/callgrind
 out=target/callgrind/echo.$$
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 RUST_LOG=$log valgrind --tool=callgrind --callgrind-out-file="$out.cg" "$server" \
-  --addr "127.0.0.1:$port" --max-connections 0 --max-connections-per-ip 0 \
+  --addr 127.0.0.1:0 --max-connections 0 --max-connections-per-ip 0 \
   --max-frame-rate 4000000000 "$@" >"$out.stdout" 2>"$out.stderr" &
 server_pid=$!
 trap 'kill -KILL $server_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 150); do grep -q listening "$out.stdout" 2>/dev/null && break; sleep 0.2; done
 grep -q listening "$out.stdout" || { echo "callgrind-echo: the server did not start" >&2; cat "$out.stderr" >&2; exit 1; }
+addr=$(sed -n 's|^listening on http://||p' "$out.stdout" | head -n1)
 sleep 1
 callgrind_control --zero "$server_pid" >/dev/null
-"$load" echo --url "ws://127.0.0.1:$port/ws/" -c 10 -w 16 --payload 64 --duration 6 --warmup 0 >"$out.load" 2>/dev/null
+"$load" echo --url "ws://$addr/ws/" -c 10 -w 16 --payload 64 --duration 6 --warmup 0 >"$out.load" 2>/dev/null
 callgrind_control --dump "$server_pid" >/dev/null
 sleep 0.5
 kill -INT "$server_pid"
 wait "$server_pid" || true
 trap - EXIT
-messages=$(python3 -c "import json,sys; print([json.loads(l) for l in open(sys.argv[1]) if l.startswith('{')][-1]['messages'])" "$out.load")
+messages=$(python3 -c "import json,sys; print(([json.loads(l) for l in open(sys.argv[1]) if l.startswith('{')] or [{'messages': 0}])[-1]['messages'])" "$out.load")
+(( messages > 0 )) || { echo "callgrind-echo: the load echoed nothing (see $out.load)" >&2; exit 1; }
 dump=$(ls "$out".cg.* | head -n1)
 instructions=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
 echo "$server RUST_LOG=$log $*: $messages messages, $instructions instructions, $(( instructions / messages )) per message ($dump)"

@@ -28,17 +28,25 @@ const check = (ok, what) => {
   if (!ok) failures.push(what);
 };
 
+// Every wait is bounded: a server that never answers is a failure, not a hang.
+function within(ms, promise, what) {
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms).unref()),
+  ]);
+}
+
 function open() {
-  return new Promise((resolve, reject) => {
+  return within(5000, new Promise((resolve, reject) => {
     const ws = new WebSocket(`ws://${addr}/ws/`);
     ws.onopen = () => resolve(ws);
     ws.onerror = () => reject(new Error("connect failed"));
-  });
+  }), "opening a WebSocket");
 }
 
 async function status(path, headers = {}) {
   try {
-    const response = await fetch(`http://${addr}${path}`, { headers });
+    const response = await fetch(`http://${addr}${path}`, { headers, signal: AbortSignal.timeout(5000) });
     return response.status;
   } catch {
     return "no answer";
@@ -48,7 +56,7 @@ async function status(path, headers = {}) {
 // fetch() refuses to send Upgrade headers: the handshake by hand.
 function upgradeStatus() {
   const [host, port] = [addr.slice(0, addr.lastIndexOf(":")), Number(addr.slice(addr.lastIndexOf(":") + 1))];
-  return new Promise((resolve) => {
+  return within(5000, new Promise((resolve) => {
     const socket = net.connect(port, host.replace(/^\[|\]$/g, ""), () => {
       socket.write(
         `GET /ws/ HTTP/1.1\r\nHost: ${addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
@@ -66,7 +74,7 @@ function upgradeStatus() {
     });
     socket.on("error", () => resolve("no answer"));
     socket.on("close", () => resolve("no answer"));
-  });
+  }), "the upgrade during the drain").catch(() => "no answer");
 }
 
 function alive() {
@@ -94,7 +102,10 @@ check(ready === 503, `/readyz during the drain: ${ready}`);
 const upgrade = await upgradeStatus();
 check(upgrade === 503, `a new WebSocket during the drain: HTTP ${upgrade}`);
 
-const done = await Promise.all(closes);
+const done = await within(drain + 5000, Promise.all(closes), "the closes").catch((error) => {
+  check(false, error.message);
+  process.exit(1);
+});
 let exitedAt = null;
 while (exitedAt === null && performance.now() - signalled < drain + 5000) {
   if (!alive()) exitedAt = performance.now();

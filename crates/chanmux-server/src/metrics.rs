@@ -50,13 +50,8 @@ pub fn metrics_router(handle: PrometheusHandle) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
-            let handle = handle.clone();
-            async move {
-                (
-                    [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    handle.render(),
-                )
-            }
+            let page = handle.render();
+            std::future::ready(([(CONTENT_TYPE, "text/plain; version=0.0.4")], page))
         }),
     )
 }

@@ -2,11 +2,7 @@
 //! conformance example, and [`Args::load`], which merges them with a
 //! `--config` file.
 
-// A submodule of this one (the file is one more source of these settings),
-// kept beside it as `cli/file.rs`.
-#[path = "file.rs"]
-mod file;
-
+use super::file;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -189,6 +185,12 @@ impl Args {
             ),
             _ => Ok(()),
         }
+    }
+
+    /// The certificate and key files, when TLS is asked for (both are
+    /// given: [`Args::load`] refuses one without the other).
+    pub(crate) fn tls(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        self.tls_cert.as_deref().zip(self.tls_key.as_deref())
     }
 
     /// The connection settings these flags ask for.

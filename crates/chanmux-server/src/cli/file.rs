@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::{Args, LogFormat};
+use super::args::{Args, LogFormat};
 
 /// Declares [`ConfigFile`] with one optional field per listed setting, and
 /// its conversions from and into [`Args`]. Each setting is `name: Type`, the

@@ -3,6 +3,7 @@
 //! with `mod cli;` (binary-only code: it uses anyhow).
 
 mod args;
+mod file;
 mod logging;
 
 use std::time::Duration;
@@ -44,8 +45,8 @@ pub(crate) async fn serve(
     let mut config = ServeConfig::default()
         .with_handshake_timeout(Duration::from_secs(args.handshake_timeout))
         .with_drain_timeout(Duration::from_secs(args.drain_secs));
-    let scheme = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
+    let scheme = match args.tls() {
+        Some((cert, key)) => {
             let tls = TlsConfig::from_pem_files(cert, key).with_context(|| {
                 format!(
                     "loading TLS certificate {} and key {}",
@@ -56,9 +57,7 @@ pub(crate) async fn serve(
             config = config.with_tls(tls);
             "https"
         }
-        (None, None) => "http",
-        // Args::load checks this first, naming every source of the two.
-        _ => anyhow::bail!("--tls-cert needs --tls-key"),
+        None => "http",
     };
     let shutdown = config.shutdown.clone();
     let app = app(args.connection_config(shutdown.clone())?, layer.clone());
