@@ -75,7 +75,8 @@ impl Server {
     }
 
     /// Shuts down and checks every connection finished its closing
-    /// handshake (run() gives up waiting after 10 s and leaves them counted).
+    /// handshake (serve() gives up at the end of its 10 s drain and leaves
+    /// them counted).
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(2 * WAIT, self.task)
