@@ -47,10 +47,15 @@ def rss_mib(pid):
     return None
 
 
-def handshake(addr, origin=None, path="/ws/"):
-    """Returns (socket, status line, leftover bytes after the head)."""
+def host_port(addr):
+    """`host:port` or `[v6]:port` as socket.create_connection wants it."""
     host, port = addr.rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=10)
+    return host.strip("[]"), int(port)
+
+
+def handshake(addr, origin=None, path="/ws/"):
+    """Returns (socket, status line, leftover bytes after the head, whole head)."""
+    s = socket.create_connection(host_port(addr), timeout=10)
     head = (f"GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
             "Sec-WebSocket-Version: 13\r\n")
@@ -136,7 +141,7 @@ def check_pings(args):
             if opcode == 0x8:
                 break
         reader.next()
-    except (EOFError, ConnectionResetError):
+    except (EOFError, OSError):  # closed, reset, or timed out (pings off)
         pass
     print(f"pings: frames {seen}; closed after {time.monotonic() - start:.2f} s")
 
@@ -166,9 +171,8 @@ def check_pongs(args):
 
 
 def check_slowhead(args):
-    host, port = args.addr.rsplit(":", 1)
-    slow = [socket.create_connection((host, int(port))) for _ in range(500)]
-    silent = [socket.create_connection((host, int(port))) for _ in range(200)]
+    slow = [socket.create_connection(host_port(args.addr)) for _ in range(500)]
+    silent = [socket.create_connection(host_port(args.addr)) for _ in range(200)]
     start = time.monotonic()
     t = time.monotonic()
     s, status, _, _ = handshake(args.addr)
