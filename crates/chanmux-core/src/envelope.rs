@@ -43,6 +43,13 @@ pub enum EnvelopeError {
         /// The stream the frame named.
         stream: String,
     },
+    /// The frame's `ref` is not a string of at most 64 characters or an
+    /// integer (see [`Ref`](crate::Ref)).
+    #[error("`ref` must be a string of at most 64 characters or an integer")]
+    InvalidRef {
+        /// The stream the frame named, if any.
+        stream: Option<String>,
+    },
 }
 
 impl EnvelopeError {
@@ -53,6 +60,7 @@ impl EnvelopeError {
             EnvelopeError::NotAnObject => ErrorCode::NotAnObject,
             EnvelopeError::MissingStream => ErrorCode::MissingStream,
             EnvelopeError::MissingPayload { .. } => ErrorCode::MissingPayload,
+            EnvelopeError::InvalidRef { .. } => ErrorCode::InvalidRef,
         }
     }
 
@@ -60,6 +68,7 @@ impl EnvelopeError {
     pub fn stream(&self) -> Option<&str> {
         match self {
             EnvelopeError::MissingPayload { stream } => Some(stream),
+            EnvelopeError::InvalidRef { stream } => stream.as_deref(),
             _ => None,
         }
     }
@@ -156,6 +165,17 @@ impl StreamPrefix {
         out.push_str(&self.prefix);
         out.push_str(payload);
         out.push('}');
+    }
+
+    /// Wraps `payload` into a reply to a frame that carried `reference` (a
+    /// ref's JSON text): `{"stream":"<name>","payload":<payload>,"ref":<ref>}`.
+    pub fn wrap_reply(&self, payload: &str, reference: &str) -> String {
+        let mut frame = String::with_capacity(self.frame_len(payload) + 7 + reference.len());
+        frame.push_str(&self.prefix);
+        frame.push_str(payload);
+        crate::error_frame::push_ref(&mut frame, Some(reference));
+        frame.push('}');
+        frame
     }
 
     /// The length of the frame for `payload`.

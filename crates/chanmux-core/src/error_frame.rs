@@ -30,11 +30,23 @@ pub enum ErrorCode {
     /// The connection sent frames faster than its rate limit; this frame
     /// was dropped.
     RateLimited,
+    /// The frame's `ref` is neither a string of at most [`MAX_REF_CHARS`]
+    /// characters nor an integer; the frame was not acted on.
+    InvalidRef,
+    /// The stream's consumer refused to start (the message is its reason).
+    SubscriptionRefused,
+    /// A `subscribe` named a stream this client is already subscribed to.
+    AlreadySubscribed,
+    /// An `unsubscribe` named a stream that is not running.
+    NotSubscribed,
+    /// Starting the stream would take the connection over its limit of
+    /// streams started by the client.
+    TooManyStreams,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidJson,
         ErrorCode::NotAnObject,
         ErrorCode::MissingStream,
@@ -45,6 +57,11 @@ impl ErrorCode {
         ErrorCode::FrameTooLarge,
         ErrorCode::StreamOverloaded,
         ErrorCode::RateLimited,
+        ErrorCode::InvalidRef,
+        ErrorCode::SubscriptionRefused,
+        ErrorCode::AlreadySubscribed,
+        ErrorCode::NotSubscribed,
+        ErrorCode::TooManyStreams,
     ];
 
     /// The code as it appears on the wire, e.g. `"invalid_json"`.
@@ -60,7 +77,17 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::StreamOverloaded => "stream_overloaded",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InvalidRef => "invalid_ref",
+            ErrorCode::SubscriptionRefused => "subscription_refused",
+            ErrorCode::AlreadySubscribed => "already_subscribed",
+            ErrorCode::NotSubscribed => "not_subscribed",
+            ErrorCode::TooManyStreams => "too_many_streams",
         }
+    }
+
+    /// The protocol's code spelled `code`, if there is one.
+    pub fn from_wire(code: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == code)
     }
 }
 
@@ -90,10 +117,24 @@ pub const MAX_ECHOED_NAME: usize = 255;
 /// );
 /// ```
 pub fn error_frame(code: ErrorCode, message: &str, stream: Option<&str>) -> String {
+    error_frame_with(code.as_str(), message, stream, None)
+}
+
+/// As [`error_frame`], with any code (the protocol's, or an application's
+/// checked by [`AppCode`]) and the `ref` of the frame that caused it, as the
+/// JSON text the client sent: `{"error": {...}, "stream": ..., "ref": <ref>}`.
+pub fn error_frame_with(
+    code: &str,
+    message: &str,
+    stream: Option<&str>,
+    reference: Option<&str>,
+) -> String {
     let stream = stream.filter(|name| name.len() <= MAX_ECHOED_NAME);
-    let mut out = String::with_capacity(64 + message.len() + stream.map_or(4, str::len));
+    let mut out = String::with_capacity(
+        64 + message.len() + stream.map_or(4, str::len) + reference.map_or(0, str::len),
+    );
     out.push_str(r#"{"error":{"code":""#);
-    out.push_str(code.as_str());
+    out.push_str(code);
     out.push_str(r#"","message":"#);
     push_json_string(&mut out, message);
     out.push_str(r#"},"stream":"#);
@@ -101,8 +142,77 @@ pub fn error_frame(code: ErrorCode, message: &str, stream: Option<&str>) -> Stri
         Some(name) => push_json_string(&mut out, name),
         None => out.push_str("null"),
     }
+    push_ref(&mut out, reference);
     out.push('}');
     out
+}
+
+/// Appends `,"ref":<reference>` when there is one.
+pub(crate) fn push_ref(out: &mut String, reference: Option<&str>) {
+    if let Some(reference) = reference {
+        out.push_str(r#","ref":"#);
+        out.push_str(reference);
+    }
+}
+
+/// An error code chosen by an application: lower snake case (`[a-z0-9_]`,
+/// starting with a letter, 1–64 bytes), and never one of the protocol's
+/// [`ErrorCode`]s, so a client can always tell the two apart.
+///
+/// ```
+/// use chanmux_core::AppCode;
+/// assert!(AppCode::new("room_full").is_ok());
+/// assert!(AppCode::new("Room-Full").is_err());
+/// assert!(AppCode::new("unknown_stream").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AppCode(Box<str>);
+
+/// Why a string is not an [`AppCode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppCodeError {
+    /// Empty, longer than 64 bytes, or not lower snake case.
+    #[error(
+        "application error code {0:?} is not lower snake case of 1-64 bytes starting with a letter"
+    )]
+    Malformed(String),
+    /// One of the protocol's own codes.
+    #[error("{0:?} is a protocol error code; choose another")]
+    Reserved(String),
+}
+
+impl AppCode {
+    /// Checks `code`.
+    ///
+    /// # Errors
+    ///
+    /// See [`AppCodeError`].
+    pub fn new(code: &str) -> Result<Self, AppCodeError> {
+        let well_formed = (1..=64).contains(&code.len())
+            && code.starts_with(|c: char| c.is_ascii_lowercase())
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !well_formed {
+            return Err(AppCodeError::Malformed(code.to_owned()));
+        }
+        if ErrorCode::from_wire(code).is_some() {
+            return Err(AppCodeError::Reserved(code.to_owned()));
+        }
+        Ok(AppCode(code.into()))
+    }
+
+    /// The code as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AppCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Appends `s` as a JSON string literal (quoted and escaped).

@@ -139,6 +139,32 @@ pub const DEFAULT_MAX_GROUPS_PER_CHANNEL: usize = 1_000;
 /// A shared layer, as consumers and servers hold it.
 pub type SharedLayer = Arc<dyn ChannelLayer>;
 
+/// A channel layer given by value or already shared: what
+/// `DemultiplexerBuilder::channel_layer` takes (`InMemoryLayer::new()`,
+/// `Arc::new(layer)` or a [`SharedLayer`]).
+pub trait IntoSharedLayer {
+    /// The layer, shared.
+    fn into_shared_layer(self) -> SharedLayer;
+}
+
+impl<L: ChannelLayer> IntoSharedLayer for L {
+    fn into_shared_layer(self) -> SharedLayer {
+        Arc::new(self)
+    }
+}
+
+impl<L: ChannelLayer> IntoSharedLayer for Arc<L> {
+    fn into_shared_layer(self) -> SharedLayer {
+        self
+    }
+}
+
+impl IntoSharedLayer for SharedLayer {
+    fn into_shared_layer(self) -> SharedLayer {
+        self
+    }
+}
+
 /// A layer instance's local channels and their group memberships: the
 /// bookkeeping every backend keeps (behind its own lock).
 pub struct Registry {

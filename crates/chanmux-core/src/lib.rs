@@ -26,7 +26,9 @@
 //! Frames that are not valid envelopes are answered with an error frame (see
 //! [`ErrorCode`] and [`error_frame`]) instead of closing the connection.
 
+mod client_frame;
 pub mod close_code;
+mod control;
 mod envelope;
 mod error_frame;
 pub mod layer;
@@ -34,11 +36,15 @@ mod message;
 mod name;
 mod object;
 
+pub use client_frame::{ClientFrame, MAX_REF_CHARS, Ref, Rejected};
+pub use control::{closed_frame, pong_frame, subscribed_frame, unsubscribed_frame};
 pub use envelope::{Envelope, EnvelopeError, StreamPrefix, wrap};
-pub use error_frame::{ErrorCode, MAX_ECHOED_NAME, error_frame};
+pub use error_frame::{
+    AppCode, AppCodeError, ErrorCode, MAX_ECHOED_NAME, error_frame, error_frame_with,
+};
 pub use layer::{
-    ChannelLayer, DEFAULT_MAX_GROUPS_PER_CHANNEL, Deliver, LayerError, LayerStats, Registry,
-    SharedLayer,
+    ChannelLayer, DEFAULT_MAX_GROUPS_PER_CHANNEL, Deliver, IntoSharedLayer, LayerError, LayerStats,
+    Registry, SharedLayer,
 };
 pub use message::{FRAME_TYPE, Message, MessageError};
 pub use name::{ChannelName, GroupName, MAX_NAME_LEN, NameError};

@@ -1,6 +1,5 @@
 //! Client action sequences through the in-process communicator.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -265,7 +264,7 @@ impl Session {
                 .stream("refuser", || Refuser)
                 .stream("staller", || Staller)
                 .stream("member", || Member)
-                .layer(Arc::new(self.layer.clone()))
+                .channel_layer(self.layer.clone())
                 .build();
             let mut comm = Communicator::new(demux, "/ws/")
                 .config(self.config.clone())

@@ -157,7 +157,7 @@ async fn ten_thousand_clients_joining_groups_leave_no_membership_in_the_redis_la
     let layer = RedisLayer::connect(&server.url()).await.unwrap();
     let demux = Demultiplexer::builder()
         .stream("s", || Joins)
-        .layer(Arc::new(layer.clone()))
+        .channel_layer(layer.clone())
         .build();
     let mut open = Vec::new();
     for i in 0..10_000 {

@@ -45,7 +45,7 @@ pub fn demo_demultiplexer(layer: SharedLayer) -> Demultiplexer {
         .stream("closeafterfirst", || CloseAfterFirst)
         .stream("neveraccept", || NeverAccept)
         .stream("chat", || Chat)
-        .layer(layer)
+        .channel_layer(layer)
         .build()
 }
 
@@ -59,7 +59,7 @@ pub fn reference_demultiplexer(layer: SharedLayer) -> Demultiplexer {
         .stream("altechostream", || AltEcho)
         .stream("closeafterfirst", || CloseAfterFirst)
         .stream("neveraccept", || NeverAccept)
-        .layer(layer)
+        .channel_layer(layer)
         .build()
 }
 

@@ -22,7 +22,7 @@ pub enum AcceptError {
 #[non_exhaustive]
 pub enum GroupError {
     /// No channel layer is configured (see
-    /// [`DemultiplexerBuilder::layer`](crate::DemultiplexerBuilder::layer) and
+    /// [`DemultiplexerBuilder::channel_layer`](crate::DemultiplexerBuilder::channel_layer) and
     /// [`ConnectionConfig::layer`](crate::ConnectionConfig::layer)).
     #[error("no channel layer is configured")]
     NoLayer,
@@ -35,6 +35,10 @@ pub enum GroupError {
     /// The layer failed (its backend is unreachable, say).
     #[error(transparent)]
     Layer(#[from] chanmux_core::LayerError),
+    /// Sending a frame to a group needs a stream to name in it; a consumer
+    /// owning the whole socket has none.
+    #[error("only a stream's consumer can send frames to a group")]
+    NotAStream,
 }
 
 /// Why a send or close did not go out.
@@ -53,4 +57,7 @@ pub enum SendError {
     /// Inside a demultiplexer a stream cannot send binary messages.
     #[error("a multiplexed stream cannot send binary messages")]
     BinaryNotSupported,
+    /// The error code is not an application code (see [`AppCode`](crate::AppCode)).
+    #[error("{0}")]
+    InvalidCode(String),
 }

@@ -161,7 +161,10 @@ pub mod testing;
 mod text;
 pub mod transport;
 
-pub use chanmux_core::{self as core, ErrorCode, close_code};
+pub use chanmux_core::{self as core, AppCode, ErrorCode, close_code};
+/// The `http` crate, whose types [`Scope`] uses (its headers are an
+/// [`http::HeaderMap`]).
+pub use http;
 
 /// The tracing target of the spans the library opens: `connection` (fields
 /// `id`, `peer`, `path`), entered whenever a connection runs, and `stream`
@@ -172,7 +175,7 @@ pub use chanmux_core::{self as core, ErrorCode, close_code};
 /// tracing-subscriber's fmt layer) and entering them on every message.
 pub const SPANS: &str = "chanmux::spans";
 pub use connection::ConnectionConfig;
-pub use consumer::{Consumer, ConsumerFactory, Context, JsonConsumer, Start};
+pub use consumer::{Consumer, ConsumerFactory, Context, JsonConsumer, Start, Started};
 pub use demultiplexer::{Demultiplexer, DemultiplexerBuilder, DemultiplexerConfig, Streams};
 pub use error::{AcceptError, BoxError, GroupError, SendError};
 pub use limits::{ConnectionLimits, InvalidProxy};

@@ -20,7 +20,7 @@
 //! | `chanmux_handler_seconds` | histogram | `stream` |
 //! | `chanmux_bytes_received_total` | counter | |
 //! | `chanmux_bytes_sent_total` | counter | |
-//! | `chanmux_error_frames_total` | counter | `code`: an [`ErrorCode`] |
+//! | `chanmux_error_frames_total` | counter | `code`: an [`ErrorCode`], or `application` for a consumer's own codes |
 //! | `chanmux_slow_client_disconnects_total` | counter | |
 //! | `chanmux_ping_timeouts_total` | counter | |
 //! | `chanmux_group_messages_total` | counter | `result`: `delivered`, `dropped` |
@@ -174,6 +174,14 @@ pub(crate) fn error_frame(code: ErrorCode) {
     if let Some((_, counter)) = counters.iter().find(|(c, _)| *c == code) {
         counter.increment(1);
     }
+}
+
+/// An error frame with an application's own code (one label for all: the
+/// codes are the application's to choose, so not a bounded set).
+pub(crate) fn app_error_frame() {
+    static APP: OnceLock<Counter> = OnceLock::new();
+    APP.get_or_init(|| metrics::counter!(ERROR_FRAMES, "code" => "application"))
+        .increment(1);
 }
 
 pub(crate) fn slow_client() {

@@ -251,6 +251,14 @@ impl<T> Clone for WeakSender<T> {
 }
 
 impl<T> WeakSender<T> {
+    /// Refuses further messages, as [`Receiver::close`] does: the receiver
+    /// gets those already queued, then the end.
+    pub(crate) fn close(&self) {
+        self.shared.state().closed = true;
+        self.shared.ready.wake();
+        self.shared.room.notify_waiters();
+    }
+
     /// Queues `value` if a sender still lives and there is room; no sender
     /// is made for it (see [`Sender::try_send`]).
     pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
@@ -321,12 +329,6 @@ impl<T> Receiver<T> {
     /// The next message if one is queued.
     pub(crate) fn try_recv(&mut self) -> Result<T, Empty> {
         self.shared.pop()
-    }
-
-    /// Refuses further messages; those already queued can still be received.
-    pub(crate) fn close(&mut self) {
-        self.shared.state().closed = true;
-        self.shared.room.notify_waiters();
     }
 }
 
@@ -444,7 +446,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn closing_fails_waiting_senders_and_keeps_what_was_queued() {
+    async fn closing_fails_waiting_senders_and_wakes_the_receiver_after_what_was_queued() {
         let (tx, mut rx) = bounded(1);
         tx.try_send(1).unwrap();
         let waiting = tokio::spawn({
@@ -453,7 +455,7 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "the sender waits for room");
-        rx.close();
+        tx.downgrade().close();
         let woken = timeout(Duration::from_secs(5), waiting).await;
         assert_eq!(woken.expect("closing wakes it").unwrap(), Err(Closed(2)));
         assert_eq!(tx.try_send(3), Err(TrySendError::Closed(3)));

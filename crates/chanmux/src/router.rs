@@ -3,9 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
-
-use crate::{BoxError, Consumer, ConsumerFactory, Context, Start};
+use crate::{BoxError, Consumer, ConsumerFactory, Context, Start, Started};
 
 /// Chooses a consumer by the connection path, like Channels' `URLRouter`.
 ///
@@ -53,7 +51,7 @@ fn normalize(path: &str) -> &str {
 }
 
 impl ConsumerFactory for PathRouter {
-    fn start(&self, start: Start) -> BoxFuture<'static, ()> {
+    fn start(&self, start: Start) -> Started {
         let path = normalize(&start.scope().path);
         match self.routes.iter().find(|(route, _)| route == path) {
             Some((_, factory)) => factory.start(start),

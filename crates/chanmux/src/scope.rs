@@ -53,6 +53,22 @@ impl Scope {
         self
     }
 
+    /// Adds one request header (as a browser would send, say an
+    /// `authorization` or a `cookie`).
+    ///
+    /// # Panics
+    ///
+    /// If `name` or `value` is not a valid header name or value.
+    #[must_use]
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .unwrap_or_else(|e| panic!("invalid header name {name:?}: {e}"));
+        let value = http::HeaderValue::from_str(value)
+            .unwrap_or_else(|e| panic!("invalid value for header {name}: {e}"));
+        self.headers.append(name, value);
+        self
+    }
+
     /// Sets the subprotocols the client offered.
     #[must_use]
     pub fn with_subprotocols<I, S>(mut self, protocols: I) -> Self

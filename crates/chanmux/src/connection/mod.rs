@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use chanmux_core::ErrorCode;
 use chanmux_core::close_code;
-use futures_util::future::{BoxFuture, join};
+use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
 use http::StatusCode;
 use tokio::sync::oneshot;
@@ -33,8 +33,7 @@ use tracing::{Instrument, Span};
 
 pub use config::ConnectionConfig;
 
-use crate::consumer::{Decision, Event, Outbound};
-use crate::demultiplexer::Router;
+use crate::consumer::{Decision, Event, Input, Outbound};
 use crate::limits::{Admission, OverLimit};
 use crate::metrics;
 use crate::queue::{self, TrySendError};
@@ -119,7 +118,8 @@ struct Parts {
     ctx: Context,
     /// The consumer's lifecycle, partly run (through its accept).
     consumer: BoxFuture<'static, ()>,
-    inbox: queue::Sender<Event>,
+    /// Where its frames go.
+    input: Input,
     outbound: queue::Receiver<Outbound>,
     settings: Settings,
     registration: Option<Registration>,
@@ -214,12 +214,15 @@ async fn start_in(
         config.layer.clone(),
         inbox.downgrade(),
     );
-    let mut consumer = Some(app.start(Start {
+    let started = app.start(Start {
         ctx: ctx.clone(),
-        inbox: inbox_rx,
+        inbox,
+        inbox_rx,
         // It runs inside the connection's future, in the connection's span.
         span: tracing::Span::none(),
-    }));
+    });
+    let input = started.input;
+    let mut consumer = Some(started.future);
     let mut decision_rx = decision_rx;
     let decided = timeout(config.connect_timeout, async {
         tokio::select! {
@@ -243,7 +246,7 @@ async fn start_in(
                     // A consumer that accepted and ended at once (closed in
                     // connect) is done; an empty future stands in for it.
                     consumer: consumer.unwrap_or_else(|| Box::pin(async {})),
-                    inbox,
+                    input,
                     outbound,
                     settings: Settings {
                         close: config.close_timeout,
@@ -263,9 +266,15 @@ async fn start_in(
         Err(_) => Refusal::TimedOut,
     };
     // As in ASGI, a refused consumer still hears that the client is gone.
-    ctx.mark_disconnected();
     tokio::spawn(
-        finish(consumer, inbox, close_code::ABNORMAL, config.close_timeout).instrument(span),
+        finish(
+            ctx,
+            consumer,
+            input,
+            close_code::ABNORMAL,
+            config.close_timeout,
+        )
+        .instrument(span),
     );
     refuse(refusal)
 }
@@ -307,7 +316,7 @@ impl Accepted {
         let Parts {
             ctx,
             consumer,
-            inbox,
+            input,
             outbound,
             settings,
             registration,
@@ -319,7 +328,7 @@ impl Accepted {
             serve(
                 ctx,
                 consumer,
-                inbox,
+                input,
                 outbound,
                 settings,
                 (registration, admission),
@@ -335,7 +344,7 @@ impl Accepted {
 async fn serve<S, R>(
     ctx: Context,
     consumer: BoxFuture<'static, ()>,
-    inbox: queue::Sender<Event>,
+    input: Input,
     outbound: queue::Receiver<Outbound>,
     settings: Settings,
     (mut registration, admission): (Option<Registration>, Admission),
@@ -347,9 +356,6 @@ async fn serve<S, R>(
     let open = metrics::OpenConnection::new();
     let (stop_tx, stop_rx) = oneshot::channel();
     let mut writer = tokio::spawn(writer::run(sink, outbound, stop_rx, settings.slow_client));
-    // Set by a demultiplexer's connect, which ran before the accept.
-    // Held here for the connection's life, then released with it.
-    let router = ctx.router();
     let mut writer_done = false;
     let mut shutting_down = false;
     // `None` once the consumer's lifecycle has ended.
@@ -378,7 +384,7 @@ async fn serve<S, R>(
             tokio::select! {
                 biased;
                 () = poll_consumer(&mut consumer), if consumer.is_some() => consumer = None,
-                permit = inbox.reserve(), if pending.is_some() => match permit {
+                permit = reserve(&input), if pending.is_some() => match permit {
                     Ok(permit) => permit.send(*pending.take().expect("checked by the guard")),
                     Err(_) => break close_code::ABNORMAL,
                 },
@@ -404,33 +410,34 @@ async fn serve<S, R>(
                     let data = matches!(frame, Frame::Text(_) | Frame::Binary(_));
                     if data && rate.as_mut().is_some_and(|rate| !rate.allow()) {
                         let limit = settings.max_frame_rate;
-                        Box::pin(over_rate(&ctx, router.as_deref(), limit)).await;
+                        Box::pin(over_rate(&ctx, &input, limit)).await;
                         continue;
                     }
-                    let event = match frame {
-                        // A demultiplexer owning the socket routes here,
-                        // without a hand-off to its runner; frames after
-                        // it closed are dropped, as its runner would.
-                        Frame::Text(text) if router.is_some() => {
-                            if let Some(router) = router.as_ref().filter(|_| ctx.is_accepted()) {
-                                router.route_text(text).await;
+                    let event = match (frame, &input) {
+                        // A demultiplexer routes each frame straight to its
+                        // stream; frames after its socket closed are dropped.
+                        (Frame::Text(text), Input::Demux(demux)) => {
+                            if ctx.is_accepted() {
+                                demux.route_text(text).await;
                             }
                             continue;
                         }
-                        Frame::Binary(_) if router.is_some() => {
-                            if let Some(router) = router.as_ref().filter(|_| ctx.is_accepted()) {
-                                router.route_binary().await;
+                        (Frame::Binary(_), Input::Demux(demux)) => {
+                            if ctx.is_accepted() {
+                                demux.route_binary().await;
                             }
                             continue;
                         }
-                        Frame::Text(text) => Event::Text(text),
-                        Frame::Binary(data) => Event::Binary(data),
-                        Frame::Close(frame) => {
+                        (Frame::Text(text), _) => Event::Text(text, None),
+                        (Frame::Binary(data), _) => Event::Binary(data),
+                        (Frame::Close(frame), _) => {
                             break frame.map_or(close_code::NO_STATUS, |f| f.code);
                         }
-                        Frame::Ping(_) | Frame::Pong(_) => continue,
+                        (Frame::Ping(_) | Frame::Pong(_), _) => continue,
                     };
-                    if let Err(TrySendError::Full(event)) = inbox.try_send(event) {
+                    if let Input::Queue(inbox) = &input
+                        && let Err(TrySendError::Full(event)) = inbox.try_send(event)
+                    {
                         pending = Some(Box::new(event));
                     }
                 }
@@ -471,15 +478,11 @@ async fn serve<S, R>(
             }
         }
     };
-    drop(router);
     metrics::disconnect(code);
     let _ = stop_tx.send(());
-    // From here on the consumer sees the client gone: what is still queued
-    // for it is skipped and its disconnect comes next.
-    ctx.mark_disconnected();
     // Boxed, like the other once-per-connection steps: this future lives
     // as long as the connection, and its size is that of its largest step.
-    Box::pin(finish(consumer, inbox, code, settings.close)).await;
+    Box::pin(finish(ctx, consumer, input, code, settings.close)).await;
     if !writer_done
         && Box::pin(timeout(settings.close, &mut writer))
             .await
@@ -513,14 +516,27 @@ async fn last_words(
 /// Answers a frame over the rate limit (it is dropped): with a
 /// demultiplexer's error frame (or its strict close), else an error frame
 /// from the socket.
-async fn over_rate(ctx: &Context, router: Option<&Router>, limit: u32) {
+async fn over_rate(ctx: &Context, input: &Input, limit: u32) {
     tracing::debug!(limit, "frame over the rate limit; dropped");
     let message = format!("more than {limit} frames per second; frame dropped");
-    match router {
-        Some(router) => router.reject(ErrorCode::RateLimited, &message, None).await,
-        None => {
+    match input {
+        Input::Demux(demux) => {
+            demux
+                .reject(ErrorCode::RateLimited, &message, None, None)
+                .await;
+        }
+        Input::Queue(_) => {
             let _ = ctx.send_error(ErrorCode::RateLimited, &message).await;
         }
+    }
+}
+
+/// Waits for room in a plain consumer's full inbox (a demultiplexer never
+/// leaves a frame pending).
+async fn reserve(input: &Input) -> Result<queue::Permit<'_, Event>, queue::Closed<()>> {
+    match input {
+        Input::Queue(inbox) => inbox.reserve().await,
+        Input::Demux(_) => std::future::pending().await,
     }
 }
 
@@ -529,13 +545,13 @@ impl Drop for Accepted {
         let Some(parts) = self.parts.take() else {
             return;
         };
-        parts.ctx.mark_disconnected();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(
                     finish(
+                        parts.ctx,
                         Some(parts.consumer),
-                        parts.inbox,
+                        parts.input,
                         close_code::ABNORMAL,
                         parts.settings.close,
                     )
@@ -543,7 +559,10 @@ impl Drop for Accepted {
                 );
             }
             // No runtime to finish it in: dropping it stops it.
-            Err(_) => drop(parts.consumer),
+            Err(_) => {
+                parts.ctx.disconnected(close_code::ABNORMAL);
+                drop(parts.consumer);
+            }
         }
     }
 }
@@ -576,23 +595,28 @@ async fn poll_consumer(consumer: &mut Option<BoxFuture<'static, ()>>) {
     }
 }
 
-/// Tells the consumer the client is gone and runs it for up to `wait` to
-/// finish; then drops it, which stops it (and a demultiplexer's streams).
+/// Tells the consumer the client is gone (with `code`) and runs it for up
+/// to `wait` to finish; then drops it, which stops it (and a
+/// demultiplexer's streams).
 async fn finish(
+    ctx: Context,
     consumer: Option<BoxFuture<'static, ()>>,
-    inbox: queue::Sender<Event>,
+    input: Input,
     code: u16,
     wait: Duration,
 ) {
-    // Sent while the consumer runs: a full inbox drains as it goes.
-    let tell = async move {
-        let _ = inbox.send(Event::Disconnect(code)).await;
-    };
-    let done = join(tell, async move {
+    // From here on the consumer sees the client gone: what is still queued
+    // for it is skipped and its disconnect comes next.
+    ctx.disconnected(code);
+    if let Input::Demux(demux) = &input {
+        demux.disconnect(code);
+    }
+    drop(input);
+    let done = async move {
         if let Some(consumer) = consumer {
             consumer.await;
         }
-    });
+    };
     if timeout(wait, done).await.is_err() {
         tracing::warn!(
             ?wait,

@@ -1,23 +1,20 @@
 //! [`Context`]: a consumer's handle on its socket.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use chanmux_core::close_code;
-use chanmux_core::{ErrorCode, error_frame};
-
-use crate::demultiplexer::Declared;
-use crate::metrics::StreamHandles;
+use chanmux_core::{AppCode, ErrorCode, Ref, close_code, error_frame, error_frame_with};
 use serde::Serialize;
-use serde::de::IgnoredAny;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use tokio::sync::{Notify, oneshot};
 
 use super::Event;
 use super::runner::Failure;
-use crate::demultiplexer::{Router, Shared};
-use crate::layer::{ChannelName, GroupName, InboxDelivery, SharedLayer};
+use crate::demultiplexer::{Declared, OnDemand, Session};
+use crate::layer::{ChannelName, GroupName, InboxDelivery, Message, MessageError, SharedLayer};
+use crate::metrics::StreamHandles;
 use crate::queue::{self, TrySendError};
 use crate::{AcceptError, GroupError, Scope, SendError, Text};
 
@@ -36,9 +33,10 @@ const FAILED: u8 = 5;
 ///
 /// Inside a demultiplexer the same calls act on the consumer's stream: sends
 /// are wrapped in `{"stream": ..., "payload": ...}`, and closing closes the
-/// stream (the socket closes when its last accepting stream does).
+/// stream.
 ///
-/// Cheap to clone; a clone can be moved into a task to send later.
+/// Cheap to clone; a clone can be moved into a task to send later (or use
+/// [`spawn`](Context::spawn), which stops the task when the consumer ends).
 #[derive(Clone)]
 pub struct Context {
     inner: Arc<Inner>,
@@ -55,14 +53,13 @@ struct Inner {
     channel: OnceLock<ChannelName>,
     /// The consumer has ended: its channel is closed and not made again.
     channel_released: AtomicBool,
-    /// Set by a demultiplexer serving this context, so the connection loop
-    /// can route frames without a hand-off to the demultiplexer's runner.
-    /// Weak: the router holds this context (as its streams' parent).
-    router: OnceLock<Weak<Router>>,
     state: AtomicU8,
     /// The consumer's connect handler is still running.
     in_connect: AtomicBool,
-    /// Woken when the state leaves ACCEPTING.
+    /// Why the consumer is ending (its `disconnect` code); 0 until it is.
+    ending: AtomicU16,
+    /// Woken when the state leaves ACCEPTING and when the consumer starts
+    /// ending.
     settled: Notify,
     link: Link,
 }
@@ -71,7 +68,7 @@ struct Inner {
 enum Link {
     /// Straight to the socket.
     Socket(SocketLink),
-    /// Through a demultiplexer, as stream `name`.
+    /// Through a demultiplexer, as one of its streams.
     Stream(StreamLink),
 }
 
@@ -81,10 +78,32 @@ struct SocketLink {
     handshake: Mutex<Option<oneshot::Sender<Decision>>>,
 }
 
-struct StreamLink {
-    /// Its name, prefix and metrics, shared with its other connections.
-    stream: Arc<Declared>,
-    demux: Arc<Shared>,
+pub(crate) struct StreamLink {
+    /// Its declaration (name or pattern, prefix, metrics), shared with its
+    /// other connections.
+    pub(crate) declared: Arc<Declared>,
+    pub(crate) demux: Arc<Session>,
+    /// Tells this run of the stream from earlier and later ones.
+    pub(crate) id: u32,
+    /// For a stream the client started: its name, captures and params.
+    pub(crate) on_demand: Option<Box<OnDemand>>,
+}
+
+impl StreamLink {
+    /// The stream's name (for a pattern stream, the name that matched).
+    pub(crate) fn name(&self) -> &str {
+        match &self.on_demand {
+            Some(started) => &started.name,
+            None => &self.declared.name,
+        }
+    }
+
+    fn prefix(&self) -> &chanmux_core::StreamPrefix {
+        match &self.on_demand {
+            Some(started) => &started.prefix,
+            None => &self.declared.prefix,
+        }
+    }
 }
 
 /// What the connection's writer sends, in order.
@@ -143,20 +162,14 @@ impl Context {
     }
 
     pub(crate) fn for_stream(
-        stream: Arc<Declared>,
-        demux: Arc<Shared>,
+        link: StreamLink,
         layer: Option<SharedLayer>,
         inbox: queue::WeakSender<Event>,
     ) -> Self {
-        let parent = &demux.parent().inner;
+        let parent = &link.demux.parent().inner;
         let scope = parent.scope.clone();
         let layer = layer.or_else(|| parent.layer.clone());
-        Context::new(
-            scope,
-            layer,
-            inbox,
-            Link::Stream(StreamLink { stream, demux }),
-        )
+        Context::new(scope, layer, inbox, Link::Stream(link))
     }
 
     fn new(
@@ -172,9 +185,9 @@ impl Context {
                 inbox,
                 channel: OnceLock::new(),
                 channel_released: AtomicBool::new(false),
-                router: OnceLock::new(),
                 state: AtomicU8::new(PENDING),
                 in_connect: AtomicBool::new(true),
+                ending: AtomicU16::new(0),
                 settled: Notify::new(),
                 link,
             }),
@@ -186,20 +199,47 @@ impl Context {
         &self.inner.scope
     }
 
-    /// The stream this consumer serves, or `None` when it owns the whole socket.
+    /// The stream this consumer serves, or `None` when it owns the whole
+    /// socket. For a pattern stream, the name that matched (`room:42`).
     pub fn stream(&self) -> Option<&str> {
+        self.stream_link().map(StreamLink::name)
+    }
+
+    pub(crate) fn stream_link(&self) -> Option<&StreamLink> {
         match &self.inner.link {
             Link::Socket(_) => None,
-            Link::Stream(link) => Some(&link.stream.name),
+            Link::Stream(link) => Some(link),
         }
+    }
+
+    /// What a pattern stream's name captured: for `room:{id}` started as
+    /// `room:42`, `capture("id")` is `Some("42")`.
+    pub fn capture(&self, name: &str) -> Option<&str> {
+        let started = self.stream_link()?.on_demand.as_deref()?;
+        started.capture(name)
+    }
+
+    /// The `params` of the `subscribe` that started this stream, parsed as
+    /// `T`; `Ok(None)` when there were none (the stream was not started by a
+    /// subscribe, or the subscribe had no `params`).
+    ///
+    /// # Errors
+    ///
+    /// When the params do not fit `T`.
+    pub fn params<T: DeserializeOwned>(&self) -> Result<Option<T>, serde_json::Error> {
+        self.raw_params().map(serde_json::from_str).transpose()
+    }
+
+    /// The JSON text of the `params` of the `subscribe` that started this
+    /// stream, as the client sent it.
+    pub fn raw_params(&self) -> Option<&str> {
+        let started = self.stream_link()?.on_demand.as_deref()?;
+        started.params.as_deref()
     }
 
     /// A stream's metrics handles; `None` for a consumer owning the socket.
     pub(crate) fn stream_metrics(&self) -> Option<&StreamHandles> {
-        match &self.inner.link {
-            Link::Socket(_) => None,
-            Link::Stream(link) => Some(link.stream.metrics()),
-        }
+        self.stream_link().map(|link| link.declared.metrics())
     }
 
     /// A stream left the accepted state: one fewer open.
@@ -257,15 +297,6 @@ impl Context {
         }
     }
 
-    pub(crate) fn set_router(&self, router: &Arc<Router>) {
-        let _ = self.inner.router.set(Arc::downgrade(router));
-    }
-
-    /// The demultiplexer router serving this context, while it lives.
-    pub(crate) fn router(&self) -> Option<Arc<Router>> {
-        self.inner.router.get().and_then(Weak::upgrade)
-    }
-
     fn layer_and_channel(&self) -> Result<(&SharedLayer, &ChannelName), GroupError> {
         match (self.layer(), self.channel_name()) {
             (Some(layer), Some(channel)) => Ok((layer, channel)),
@@ -299,12 +330,79 @@ impl Context {
         Ok(())
     }
 
+    /// Sends `payload` as a frame of this stream to the client of every
+    /// member of `group` (this consumer too, if it is one), in every process
+    /// the layer reaches: `{"stream": <this stream>, "payload": <payload>}`,
+    /// serialised once for all of them. Members' consumers are not called.
+    ///
+    /// # Errors
+    ///
+    /// [`GroupError::NotAStream`] for a consumer owning the socket; an
+    /// invalid group name, no layer, or the layer failing.
+    pub async fn group_send<T: Serialize + ?Sized>(
+        &self,
+        group: &str,
+        payload: &T,
+    ) -> Result<(), GroupError> {
+        let payload =
+            serde_json::to_string(payload).map_err(|e| MessageError::InvalidJson(e.to_string()))?;
+        self.group_send_json(group, &payload).await
+    }
+
+    /// As [`group_send`](Context::group_send), with the payload as JSON
+    /// text: a payload received from the client is sent on without being
+    /// checked or serialised again.
+    ///
+    /// # Errors
+    ///
+    /// As [`group_send`](Context::group_send), and
+    /// [`MessageError::InvalidJson`] when `payload` is not JSON.
+    pub async fn group_send_text(
+        &self,
+        group: &str,
+        payload: impl Into<Text>,
+    ) -> Result<(), GroupError> {
+        let payload = payload.into();
+        if !payload.is_known_json() {
+            serde_json::from_str::<IgnoredAny>(payload.as_str())
+                .map_err(|e| MessageError::InvalidJson(e.to_string()))?;
+        }
+        self.group_send_json(group, payload.as_str()).await
+    }
+
+    async fn group_send_json(&self, group: &str, payload: &str) -> Result<(), GroupError> {
+        let link = self.stream_link().ok_or(GroupError::NotAStream)?;
+        let group = GroupName::new(group)?;
+        let layer = self.layer().ok_or(GroupError::NoLayer)?;
+        layer
+            .group_send(&group, Message::frame_with(link.prefix(), payload))
+            .await?;
+        Ok(())
+    }
+
+    /// Sends `message` to every member of `group`: each member's
+    /// [`Consumer::event`](crate::Consumer::event) gets it.
+    ///
+    /// # Errors
+    ///
+    /// An invalid group name, no layer, or the layer failing.
+    pub async fn group_send_message(
+        &self,
+        group: &str,
+        message: Message,
+    ) -> Result<(), GroupError> {
+        let group = GroupName::new(group)?;
+        let layer = self.layer().ok_or(GroupError::NoLayer)?;
+        layer.group_send(&group, message).await?;
+        Ok(())
+    }
+
     /// Writes a broadcast frame straight to the socket, past every
     /// demultiplexer level; dropped if the socket is not open.
     pub(crate) async fn send_frame(&self, frame: Text) {
         let mut ctx = self;
         while let Link::Stream(link) = &ctx.inner.link {
-            link.stream.metrics().sent.increment(1);
+            link.declared.metrics().sent.increment(1);
             ctx = link.demux.parent();
         }
         if let Link::Socket(link) = &ctx.inner.link
@@ -383,7 +481,7 @@ impl Context {
                 self.inner.state.store(ACCEPTED, Ordering::Release);
                 link.decide(Decision::Accept(protocol))
             }
-            Link::Stream(link) => link.demux.stream_accepted(protocol).await,
+            Link::Stream(link) => link.demux.stream_accepted(link, protocol).await,
         };
         let state = if accepted.is_ok() { ACCEPTED } else { CLOSED };
         if let (Ok(()), Some(metrics)) = (&accepted, self.stream_metrics()) {
@@ -399,12 +497,19 @@ impl Context {
     /// Has no effect once the consumer has accepted (or is accepting); use
     /// [`close`](Context::close) then.
     pub fn refuse(&self) {
+        self.refuse_with("");
+    }
+
+    /// Refuses, telling the client why: a client that subscribed gets a
+    /// `subscription_refused` error frame with `reason` as its message. A
+    /// socket's refusal is an HTTP 403, which carries no reason.
+    pub fn refuse_with(&self, reason: impl Into<String>) {
         if self.advance(PENDING, REFUSED) {
-            self.settle_unaccepted(Unaccepted::Refused);
+            self.settle_unaccepted(Unaccepted::Refused, reason.into());
         }
     }
 
-    fn settle_unaccepted(&self, how: Unaccepted) {
+    fn settle_unaccepted(&self, how: Unaccepted, reason: String) {
         match &self.inner.link {
             Link::Socket(link) => {
                 let decision = match how {
@@ -414,7 +519,11 @@ impl Context {
                 // The handshake may be over already; then there is nobody to tell.
                 let _ = link.decide(decision);
             }
-            Link::Stream(link) => link.demux.stream_unaccepted(how),
+            Link::Stream(link) => {
+                link.demux.stream_unaccepted(link, how, reason);
+                // A stream that cannot accept any more ends now.
+                self.end(close_code::ABNORMAL);
+            }
         }
     }
 
@@ -435,9 +544,46 @@ impl Context {
     /// Waits for room in the connection's bounded outbound queue; cancelling
     /// the wait sends nothing.
     pub async fn send_text(&self, text: impl Into<Text>) -> Result<(), SendError> {
-        let mut text = text.into();
+        self.send_wrapped(text.into(), None).await
+    }
+
+    /// Replies to the frame being handled: as [`send_text`](Context::send_text),
+    /// and when that frame carried a `ref`, the reply carries it too
+    /// (`{"stream", "payload", "ref"}`), so the client can match it to its
+    /// request. Call it from the handler that got the frame.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_text`](Context::send_text).
+    pub async fn reply_text(&self, text: impl Into<Text>) -> Result<(), SendError> {
+        let reference = self.current_ref();
+        self.send_wrapped(text.into(), reference.as_ref()).await
+    }
+
+    /// Serialises `value` and replies with it (see [`reply_text`](Context::reply_text)).
+    ///
+    /// # Errors
+    ///
+    /// As [`send_json`](Context::send_json).
+    pub async fn reply<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), SendError> {
+        let text = serde_json::to_string(value).map_err(|e| SendError::NotJson(e.to_string()))?;
+        self.reply_text(Text::known_json(text)).await
+    }
+
+    /// The ref of the frame this stream's consumer is handling, if it had one.
+    fn current_ref(&self) -> Option<Ref> {
+        let link = self.stream_link()?;
+        link.demux.current_ref(link.id)
+    }
+
+    /// Walks up through nested demultiplexers, wrapping once per level; the
+    /// innermost wrap carries `reference`.
+    async fn send_wrapped(
+        &self,
+        mut text: Text,
+        mut reference: Option<&Ref>,
+    ) -> Result<(), SendError> {
         let mut ctx = self;
-        // Walk up through nested demultiplexers, wrapping once per level.
         loop {
             ctx.check_sendable()?;
             match &ctx.inner.link {
@@ -447,8 +593,12 @@ impl Context {
                         serde_json::from_str::<IgnoredAny>(text.as_str())
                             .map_err(|e| SendError::NotJson(e.to_string()))?;
                     }
-                    text = Text::known_json(link.stream.prefix.wrap(text.as_str()));
-                    link.stream.metrics().sent.increment(1);
+                    let frame = match reference.take() {
+                        Some(r) => link.prefix().wrap_reply(text.as_str(), r.as_json()),
+                        None => link.prefix().wrap(text.as_str()),
+                    };
+                    text = Text::known_json(frame);
+                    link.declared.metrics().sent.increment(1);
                     ctx = link.demux.parent();
                 }
             }
@@ -490,8 +640,9 @@ impl Context {
 
     /// Sends an error frame in the multiplexer's format,
     /// `{"error": {"code", "message"}, "stream": <this stream or null>}`,
-    /// to tell the client a message of theirs was not handled. Inside a
-    /// strict demultiplexer this closes the socket with 1008 instead.
+    /// to tell the client a message of theirs was not handled; with the
+    /// `ref` of the frame being handled, when it had one. Inside a strict
+    /// demultiplexer this closes the socket with 1008 instead.
     ///
     /// # Errors
     ///
@@ -507,8 +658,45 @@ impl Context {
                 link.send(Outbound::Text(frame)).await
             }
             Link::Stream(link) => {
-                let name = &link.stream.name;
-                link.demux.send_error(code, message, Some(name)).await
+                let reference = link.demux.current_ref(link.id);
+                let reference = reference.as_ref().map(Ref::as_json);
+                link.demux
+                    .send_error(code, message, Some(link.name()), reference)
+                    .await
+            }
+        }
+    }
+
+    /// Sends an error frame with an application's own code (see
+    /// [`AppCode`]: lower snake case, never a protocol code), such as
+    /// `room_full`, with the ref of the frame being handled. Unlike
+    /// [`send_error`](Context::send_error) it never closes the socket, even
+    /// in strict mode: it reports the application's refusal, not bad input.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::InvalidCode`] when `code` is not an application code;
+    /// [`SendError::Closed`] when the client is gone.
+    pub async fn send_app_error(&self, code: &str, message: &str) -> Result<(), SendError> {
+        let code = AppCode::new(code).map_err(|e| SendError::InvalidCode(e.to_string()))?;
+        if self.state() != ACCEPTED {
+            return Err(SendError::Closed);
+        }
+        crate::metrics::app_error_frame();
+        match &self.inner.link {
+            Link::Socket(link) => {
+                let frame = error_frame_with(code.as_str(), message, None, None);
+                link.send(Outbound::Text(Text::known_json(frame))).await
+            }
+            Link::Stream(link) => {
+                let reference = link.demux.current_ref(link.id);
+                let frame = error_frame_with(
+                    code.as_str(),
+                    message,
+                    Some(link.name()),
+                    reference.as_ref().map(Ref::as_json),
+                );
+                link.demux.parent().send_text(Text::known_json(frame)).await
             }
         }
     }
@@ -524,9 +712,11 @@ impl Context {
 
     /// Closes with `code` and `reason`. Before accepting, this refuses.
     ///
-    /// On a stream of a demultiplexer the stream stops receiving; the socket
-    /// closes with this code when no accepting stream remains. Closing twice
-    /// is harmless.
+    /// On a stream of a demultiplexer the stream stops, and its consumer
+    /// ends (its `disconnect` gets `code`); a client that subscribed gets a
+    /// `closed` frame with `code` and `reason`. The socket closes with this
+    /// code when no accepting stream remains, unless the demultiplexer has
+    /// lazy or pattern streams. Closing twice is harmless.
     ///
     /// # Errors
     ///
@@ -535,7 +725,7 @@ impl Context {
         loop {
             match self.settled_state().await {
                 PENDING if self.advance(PENDING, REFUSED) => {
-                    self.settle_unaccepted(Unaccepted::Refused);
+                    self.settle_unaccepted(Unaccepted::Refused, String::new());
                     return Ok(());
                 }
                 ACCEPTED if self.advance(ACCEPTED, CLOSED) => {
@@ -550,39 +740,146 @@ impl Context {
         match &self.inner.link {
             Link::Socket(link) => link.send(Outbound::Close(code, reason.into())).await,
             Link::Stream(link) => {
-                link.demux.stream_closed(code, reason.into()).await;
+                self.end(code);
+                link.demux.stream_closed(link, code, reason.into()).await;
                 Ok(())
             }
         }
     }
 
-    /// Contains a failed handler: logs it and closes (or refuses) the consumer.
+    /// Contains a failed handler: logs it and closes (or refuses) the
+    /// consumer, which then ends with 1011.
     pub(crate) async fn fail(&self, failure: Failure) {
         let stream = self.stream().unwrap_or("");
         tracing::error!(stream, path = %self.scope().path, %failure, "consumer failed; closing it");
         if self.advance(PENDING, FAILED) {
-            self.settle_unaccepted(Unaccepted::Failed);
+            self.end(close_code::ERROR);
+            self.settle_unaccepted(Unaccepted::Failed, String::new());
         } else if self.settled_state().await == ACCEPTED {
             let _ = self.close_with(close_code::ERROR, "consumer error").await;
         }
+        self.end(close_code::ERROR);
     }
 
     /// Settles a consumer that could not accept because everything under it
     /// failed (a demultiplexer whose streams all failed in connect).
     pub(crate) fn fail_unaccepted(&self) {
         if self.advance(PENDING, FAILED) {
-            self.settle_unaccepted(Unaccepted::Failed);
+            self.settle_unaccepted(Unaccepted::Failed, String::new());
         }
     }
 
-    /// The client is gone: later sends fail fast with [`SendError::Closed`],
-    /// and frames still queued for the consumer are skipped.
-    pub(crate) fn mark_disconnected(&self) {
+    /// The client is gone (with `code`): later sends fail fast with
+    /// [`SendError::Closed`], frames still queued for the consumer are
+    /// skipped, and it ends with `code`.
+    pub(crate) fn disconnected(&self, code: u16) {
         if self.advance(ACCEPTED, CLOSED) {
             self.stream_ended();
         } else {
             let _ = self.advance(PENDING, CLOSED);
         }
+        self.end(code);
+    }
+
+    /// The client unsubscribed: the stream stops as if closed, without a
+    /// `closed` frame or any effect on the socket. Returns whether it was
+    /// still accepted (or still pending) rather than already finished.
+    pub(crate) async fn unsubscribed(&self) -> Unsubscribed {
+        let was = loop {
+            match self.settled_state().await {
+                ACCEPTED if self.advance(ACCEPTED, CLOSED) => {
+                    self.stream_ended();
+                    break Unsubscribed::WasOpen;
+                }
+                PENDING if self.advance(PENDING, CLOSED) => break Unsubscribed::WasPending,
+                PENDING | ACCEPTED => continue,
+                _ => break Unsubscribed::WasFinished,
+            }
+        };
+        self.end(close_code::NORMAL);
+        was
+    }
+
+    /// Starts the consumer's end with `code` (the first code wins): its
+    /// inbox takes nothing more, a handler still running is cancelled at its
+    /// next await, and [`closing`](Context::closing) completes.
+    pub(crate) fn end(&self, code: u16) {
+        let _ = self
+            .inner
+            .ending
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        self.inner.inbox.close();
+        self.inner.settled.notify_waiters();
+    }
+
+    /// Whether the consumer has started ending.
+    pub(crate) fn is_ending(&self) -> bool {
+        self.inner.ending.load(Ordering::Acquire) != 0
+    }
+
+    /// The code the consumer ends with (1006 if nothing said otherwise).
+    pub(crate) fn end_code(&self) -> u16 {
+        match self.inner.ending.load(Ordering::Acquire) {
+            0 => close_code::ABNORMAL,
+            code => code,
+        }
+    }
+
+    /// Completes when the consumer starts ending: its stream closed or was
+    /// unsubscribed, the client left, or a handler failed. Race work
+    /// against it to stop with the consumer.
+    pub async fn closing(&self) {
+        loop {
+            let woken = self.inner.settled.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.is_ending() {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    /// Runs `task` on the Tokio runtime for as long as this consumer lives:
+    /// it is stopped (dropped at its next await) when the consumer starts
+    /// ending, however it ends. A timer that pushes to the client is such a
+    /// task. The handle's output is `None` when the task was stopped.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use chanmux::{BoxError, Consumer, Context};
+    ///
+    /// struct Clock;
+    /// impl Consumer for Clock {
+    ///     async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
+    ///         ctx.accept().await?;
+    ///         let tick = ctx.clone();
+    ///         ctx.spawn(async move {
+    ///             let mut interval = tokio::time::interval(Duration::from_secs(1));
+    ///             loop {
+    ///                 interval.tick().await;
+    ///                 if tick.send_json(&"tick").await.is_err() {
+    ///                     break;
+    ///                 }
+    ///             }
+    ///         });
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<Option<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let ctx = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                biased;
+                () = ctx.closing() => None,
+                output = task => Some(output),
+            }
+        })
     }
 
     /// Whether the consumer's connect handler is still running (it may yet accept).
@@ -599,17 +896,46 @@ impl Context {
     }
 
     /// Tells the client that a frame queued for this stream was not handled
-    /// because the stream closed (or failed) first.
-    pub(crate) async fn report_undelivered(&self) {
+    /// because the stream closed (or refused, or failed) first.
+    pub(crate) async fn report_undelivered(&self, reference: Option<Ref>) {
         if let Link::Stream(link) = &self.inner.link {
-            let name = &link.stream.name;
-            let message = format!("stream {:?} closed before handling this frame", &**name);
+            let name = link.name();
+            let refusal = link.on_demand.as_deref().and_then(OnDemand::refusal);
+            let (code, message) = match refusal {
+                Some(reason) => (ErrorCode::SubscriptionRefused, reason),
+                None => (
+                    ErrorCode::StreamNotAccepting,
+                    format!("stream {name:?} closed before handling this frame"),
+                ),
+            };
+            let reference = reference.as_ref().map(Ref::as_json);
             let _ = link
                 .demux
-                .send_error(ErrorCode::StreamNotAccepting, &message, Some(name))
+                .send_error(code, &message, Some(name), reference)
                 .await;
         }
     }
+
+    /// The consumer is about to hear `disconnect`: a subscribe still
+    /// waiting for it to accept is answered now.
+    pub(crate) async fn consumer_ending(&self) {
+        if let Link::Stream(link) = &self.inner.link {
+            link.demux.stream_ending(link).await;
+        }
+    }
+
+    /// Waits until the consumer starts ending, for [`Stoppable`](super::runner).
+    pub(crate) fn ending_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.settled.notified()
+    }
+}
+
+/// What an unsubscribe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unsubscribed {
+    WasOpen,
+    WasPending,
+    WasFinished,
 }
 
 #[cfg(test)]

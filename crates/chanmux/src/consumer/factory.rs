@@ -1,10 +1,12 @@
 //! [`ConsumerFactory`]: makes a fresh consumer for each connection or stream.
 
 use std::fmt;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
 use super::{Event, runner};
+use crate::demultiplexer::Session;
 use crate::queue;
 use crate::span::InSpan;
 use crate::{Consumer, Context, Scope};
@@ -15,10 +17,26 @@ use crate::{Consumer, Context, Scope};
 /// [`Demultiplexer`](crate::Demultiplexer) and for
 /// [`PathRouter`](crate::PathRouter); implement it yourself to pick a
 /// consumer from the [`Scope`] (call [`Start::run`] with your choice).
+///
+/// A consumer itself is not a factory: each connection needs its own, so
+/// pass a closure that makes one.
+///
+/// ```compile_fail
+/// use chanmux::{Consumer, Demultiplexer};
+/// struct Echo;
+/// impl Consumer for Echo {}
+/// // error: `Echo` is a consumer, not a factory of consumers ... pass `|| Echo`
+/// let demux = Demultiplexer::builder().stream("echo", Echo).build();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a consumer factory",
+    label = "a factory is needed here, to make a fresh consumer per connection",
+    note = "if `{Self}` is a consumer, pass a closure that makes one: `|| {Self}` (or `{Self}::default`)"
+)]
 pub trait ConsumerFactory: Send + Sync + 'static {
-    /// Makes a consumer for the connection described by `start` and returns
-    /// the future that runs its whole lifecycle.
-    fn start(&self, start: Start) -> BoxFuture<'static, ()>;
+    /// Makes a consumer for the connection (or stream) described by `start`
+    /// and returns its running form: call [`Start::run`].
+    fn start(&self, start: Start) -> Started;
 
     /// The largest message this application reads, if it has a limit: the
     /// transport then refuses larger messages itself (close 1009) as soon as
@@ -34,7 +52,7 @@ where
     F: Fn() -> C + Send + Sync + 'static,
     C: Consumer,
 {
-    fn start(&self, start: Start) -> BoxFuture<'static, ()> {
+    fn start(&self, start: Start) -> Started {
         start.run(self())
     }
 }
@@ -42,10 +60,29 @@ where
 /// What a [`ConsumerFactory`] gets to start one consumer: its context and inbox.
 pub struct Start {
     pub(crate) ctx: Context,
-    pub(crate) inbox: queue::Receiver<Event>,
+    pub(crate) inbox: queue::Sender<Event>,
+    pub(crate) inbox_rx: queue::Receiver<Event>,
     /// Entered whenever the consumer runs: a demultiplexer's stream span
     /// (inside the connection's), so every log line names both.
     pub(crate) span: tracing::Span,
+}
+
+/// A started consumer: the future that runs its lifecycle, and where its
+/// input goes. Made by [`Start::run`] (or a demultiplexer).
+#[must_use = "a started consumer does nothing until its owner runs it"]
+pub struct Started {
+    pub(crate) future: BoxFuture<'static, ()>,
+    pub(crate) input: Input,
+}
+
+/// Where the frames for a started consumer go: handed back by its start,
+/// so frames are routed straight to it at every nesting level.
+#[derive(Clone)]
+pub(crate) enum Input {
+    /// A consumer's inbox.
+    Queue(queue::Sender<Event>),
+    /// A demultiplexer's streams on this connection, routed by the caller.
+    Demux(Arc<Session>),
 }
 
 impl Start {
@@ -55,13 +92,17 @@ impl Start {
     }
 
     /// Runs `consumer` for this connection or stream.
-    pub fn run<C: Consumer>(self, consumer: C) -> BoxFuture<'static, ()> {
-        let runner = runner::run(consumer, self.ctx, self.inbox);
+    pub fn run<C: Consumer>(self, consumer: C) -> Started {
+        let runner = runner::run(consumer, self.ctx, self.inbox_rx);
         // Without a subscriber for the span, not even InSpan's pointer.
-        if self.span.is_disabled() {
+        let future: BoxFuture<'static, ()> = if self.span.is_disabled() {
             Box::pin(runner)
         } else {
             Box::pin(InSpan::new(self.span, runner))
+        };
+        Started {
+            future,
+            input: Input::Queue(self.inbox),
         }
     }
 }
@@ -71,5 +112,11 @@ impl fmt::Debug for Start {
         f.debug_struct("Start")
             .field("ctx", &self.ctx)
             .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Started {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Started").finish_non_exhaustive()
     }
 }

@@ -3,16 +3,24 @@
 //! A consumer is written as if it owned the socket. Its lifecycle:
 //!
 //! 1. [`connect`](Consumer::connect) — accept with [`Context::accept`], refuse
-//!    with [`Context::refuse`], or do neither yet (a clone of the context may
-//!    accept later; the connection's connect timeout bounds the wait).
+//!    with [`Context::refuse`] (or [`Context::refuse_with`] a reason), or do
+//!    neither yet (a clone of the context may accept later; the connection's
+//!    connect timeout bounds the wait).
 //! 2. [`receive_text`](Consumer::receive_text) /
-//!    [`receive_binary`](Consumer::receive_binary) — one call at a time, in
-//!    arrival order, only while accepted and not closed.
-//! 3. [`disconnect`](Consumer::disconnect) — the client went away, with its
-//!    close code. It is the last call; it is cut off after the close timeout.
+//!    [`receive_binary`](Consumer::receive_binary) /
+//!    [`event`](Consumer::event) — one call at a time, in arrival order,
+//!    only while accepted and not closed.
+//! 3. [`disconnect`](Consumer::disconnect) — the consumer is ending. It is
+//!    always the last call, made exactly once, however the consumer ends
+//!    (see its docs for the codes), and cut off after the close timeout.
+//!
+//! When a consumer starts ending (its stream closed or was unsubscribed, or
+//! the client left), a handler still running is cancelled at its next
+//! `.await`, tasks started with [`Context::spawn`] are stopped, and
+//! [`Context::closing`] completes; then `disconnect` runs.
 //!
 //! A handler that returns an error or panics is contained: it is logged, its
-//! stream is closed and other streams and connections go on.
+//! stream is closed (code 1011) and other streams and connections go on.
 
 mod context;
 mod factory;
@@ -22,11 +30,12 @@ pub(crate) mod runner;
 use std::future::Future;
 
 use bytes::Bytes;
-use chanmux_core::Message;
+use chanmux_core::{Message, Ref};
 
 pub use context::Context;
-pub(crate) use context::{Decision, Outbound, Unaccepted};
-pub use factory::{ConsumerFactory, Start};
+pub(crate) use context::{Decision, Outbound, StreamLink, Unaccepted, Unsubscribed};
+pub(crate) use factory::Input;
+pub use factory::{ConsumerFactory, Start, Started};
 pub use json::JsonConsumer;
 
 use crate::{BoxError, Text};
@@ -99,7 +108,21 @@ pub trait Consumer: Send + 'static {
         async { Ok(()) }
     }
 
-    /// The client disconnected with `code`. Nothing can be sent any more.
+    /// The consumer is ending; nothing can be sent any more. Always the last
+    /// call, made exactly once for every consumer whose `connect` ran, so
+    /// it is the place to release what the consumer holds. `code` says why:
+    ///
+    /// | the consumer ended because | `code` |
+    /// |---|---|
+    /// | the client left | the client's close code (1006 if it vanished) |
+    /// | its stream closed itself ([`Context::close_with`]) | that close code |
+    /// | the client unsubscribed from its stream | 1000 |
+    /// | it refused, or never answered and was refused | 1006 |
+    /// | a handler failed (error or panic) | 1011 |
+    ///
+    /// A consumer owning the whole socket ends with the socket: after its own
+    /// close it hears the client's reply code. The connection's close
+    /// timeout bounds this call; past it, the consumer is dropped.
     fn disconnect(
         &mut self,
         ctx: &Context,
@@ -113,10 +136,10 @@ pub trait Consumer: Send + 'static {
 /// What the connection delivers to a consumer's inbox.
 #[derive(Debug)]
 pub(crate) enum Event {
-    Text(Text),
+    /// A text message, with the ref of the frame it came in (PROTOCOL.md).
+    Text(Text, Option<Ref>),
     Binary(Bytes),
     Layer(Message),
-    Disconnect(u16),
 }
 
 impl Event {
@@ -124,10 +147,9 @@ impl Event {
     /// payload keeps its whole received frame.
     pub(crate) fn weight(&self) -> usize {
         match self {
-            Event::Text(text) => text.held_len(),
+            Event::Text(text, _) => text.held_len(),
             Event::Binary(data) => data.len(),
             Event::Layer(message) => message.as_str().len(),
-            Event::Disconnect(_) => 0,
         }
     }
 }

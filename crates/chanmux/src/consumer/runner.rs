@@ -18,12 +18,15 @@ use crate::metrics::StreamHandles;
 use crate::queue;
 use crate::{BoxError, Consumer, Context, SendError, Text};
 
-/// Closes the consumer's layer channel (if it opened one) when dropped.
-struct ChannelRelease<'a>(&'a Context);
+/// Whatever way the runner ends (returned, or dropped at the close
+/// timeout): closes the consumer's layer channel (if it opened one) and
+/// starts its end, which stops the tasks it spawned.
+struct EndGuard<'a>(&'a Context);
 
-impl Drop for ChannelRelease<'_> {
+impl Drop for EndGuard<'_> {
     fn drop(&mut self) {
         self.0.release_channel();
+        self.0.end(close_code::ABNORMAL);
     }
 }
 
@@ -77,58 +80,110 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Drives `consumer` until it disconnects or fails.
+/// Drives `consumer` through its lifecycle until it ends, then calls its
+/// `disconnect` (see [`Consumer::disconnect`] for when and with which code).
 ///
-/// A consumer that fails is not called again: its inbox is dropped, so the
-/// demultiplexer sees the stream gone.
+/// It ends once its context is ending (the client left, its stream closed
+/// or was unsubscribed, it refused or failed) and its inbox is drained: the
+/// frames still queued are reported undelivered, not handled.
 pub(crate) async fn run<C: Consumer>(
     mut consumer: C,
     ctx: Context,
     mut inbox: queue::Receiver<Event>,
 ) {
-    // Its channel lives no longer than this future: dropping it (the
-    // consumer ended, failed, or was stopped at the close timeout) leaves
+    // Its channel lives no longer than this future: dropping it leaves
     // every group.
-    let _channel = ChannelRelease(&ctx);
+    let _end = EndGuard(&ctx);
     // Every handler call is boxed: a future awaited inline makes this one as
     // large as the largest of them for the consumer's whole life.
-    let connected = guarded(Box::pin(consumer.connect(&ctx))).await;
+    let connected = guarded(Stoppable::new(&ctx, Box::pin(consumer.connect(&ctx)))).await;
     if let Err(failure) = connected {
         Box::pin(ctx.fail(failure)).await;
-        Box::pin(ctx.connect_returned()).await;
-        return;
     }
     Box::pin(ctx.connect_returned()).await;
-    let code = loop {
+    loop {
         // The event is handed to `step` before the next await, so it is
-        // never part of this future's state (an `Event` is 72 bytes).
+        // never part of this future's state.
         let event = inbox.recv().await;
         let outcome = match step(&mut consumer, &ctx, event) {
-            Step::Call(handler) => guarded(handler).await,
+            Step::Call(handler) => guarded(Stoppable::new(&ctx, handler)).await,
             Step::Do(work) => {
                 work.await;
                 continue;
             }
             Step::Skip => continue,
-            Step::End(code) => break code,
+            Step::End => break,
         };
         if let Err(failure) = outcome {
             if failure.is_send_after_close() {
                 // Replying after a close or disconnect is not a bug of the
-                // consumer: it carries on, and hears of the disconnect next.
+                // consumer: it carries on, and ends next.
                 tracing::debug!(
                     stream = ctx.stream().unwrap_or(""),
                     "send after close ignored"
                 );
                 continue;
             }
-            Box::pin(fail_and_drain(&ctx, failure, inbox)).await;
-            return;
+            // Closes it (1011) and ends its inbox: what is queued behind
+            // the failure is reported undelivered by the next turns.
+            Box::pin(ctx.fail(failure)).await;
         }
-    };
-    ctx.mark_disconnected();
+    }
+    let code = ctx.end_code();
+    ctx.disconnected(code);
+    Box::pin(ctx.consumer_ending()).await;
     if let Err(failure) = guarded(Box::pin(consumer.disconnect(&ctx, code))).await {
         tracing::warn!(stream = ctx.stream().unwrap_or(""), %failure, "disconnect handler failed");
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A handler call that is cancelled once its consumer starts ending (a
+    /// cancelled call counts as handled). The consumer's notification is
+    /// boxed and made only when the handler waits: most calls finish on
+    /// their first poll, and inline it would enlarge every idle runner.
+    struct Stoppable<'a, F> {
+        #[pin]
+        call: F,
+        ctx: &'a Context,
+        ending: Option<Pin<Box<tokio::sync::futures::Notified<'a>>>>,
+    }
+}
+
+impl<'a, F> Stoppable<'a, F> {
+    fn new(ctx: &'a Context, call: F) -> Self {
+        Stoppable {
+            call,
+            ctx,
+            ending: None,
+        }
+    }
+}
+
+impl<F: Future<Output = Result<(), BoxError>>> Future for Stoppable<'_, F> {
+    type Output = Result<(), BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(outcome) = this.call.poll(cx) {
+            return Poll::Ready(outcome);
+        }
+        let ctx: &Context = this.ctx;
+        loop {
+            if ctx.is_ending() {
+                return Poll::Ready(Ok(()));
+            }
+            let ending = this
+                .ending
+                .get_or_insert_with(|| Box::pin(ctx.ending_notified()));
+            match ending.as_mut().poll(cx) {
+                // Woken (perhaps by an accept settling): look again.
+                Poll::Ready(()) => *this.ending = None,
+                // Registered: an end from here on wakes this task.
+                Poll::Pending if ctx.is_ending() => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -177,8 +232,8 @@ enum Step<'a> {
     /// Answer or forward something, with nothing to contain.
     Do(BoxFuture<'a, ()>),
     Skip,
-    /// The client is gone, with this close code.
-    End(u16),
+    /// The inbox has ended: the consumer is ending.
+    End,
 }
 
 /// Decides what an event means for the consumer, and starts the call.
@@ -186,8 +241,11 @@ fn step<'a, C: Consumer>(consumer: &'a mut C, ctx: &'a Context, event: Option<Ev
     match event {
         // Queued before the consumer closed or the client left: not handed
         // over (a frame reaches a consumer only while accepted).
-        Some(Event::Text(_) | Event::Binary(_)) if !ctx.is_accepted() => {
-            Step::Do(Box::pin(ctx.report_undelivered()))
+        Some(Event::Text(_, reference)) if !ctx.is_accepted() => {
+            Step::Do(Box::pin(ctx.report_undelivered(reference)))
+        }
+        Some(Event::Binary(_)) if !ctx.is_accepted() => {
+            Step::Do(Box::pin(ctx.report_undelivered(None)))
         }
         Some(Event::Layer(message)) => match message.frame_range() {
             // A broadcast frame goes straight to the client, shared, but
@@ -206,26 +264,43 @@ fn step<'a, C: Consumer>(consumer: &'a mut C, ctx: &'a Context, event: Option<Ev
         // several hundred bytes) would be held by every idle stream.
         // Timed inside the box: inline, the timing's state would enlarge
         // every idle stream's runner.
-        Some(Event::Text(text)) => {
+        Some(Event::Text(text, None)) => {
             Step::Call(Box::pin(timed(ctx, consumer.receive_text(ctx, text))))
+        }
+        // A frame with a ref: its replies carry it while the handler runs.
+        Some(Event::Text(text, Some(reference))) => {
+            let replying = Replying::new(ctx, reference);
+            Step::Call(Box::pin(async move {
+                let _replying = replying;
+                timed(ctx, consumer.receive_text(ctx, text)).await
+            }))
         }
         Some(Event::Binary(data)) => {
             Step::Call(Box::pin(timed(ctx, consumer.receive_binary(ctx, data))))
         }
-        Some(Event::Disconnect(code)) => Step::End(code),
-        // The connection went away without a word (its task was dropped).
-        None => Step::End(close_code::ABNORMAL),
+        None => Step::End,
     }
 }
 
-/// Closes a consumer whose handler failed, and answers every frame that
-/// was still queued behind the failure.
-async fn fail_and_drain(ctx: &Context, failure: Failure, mut inbox: queue::Receiver<Event>) {
-    ctx.fail(failure).await;
-    inbox.close();
-    while let Some(event) = inbox.recv().await {
-        if !matches!(event, Event::Disconnect(_)) {
-            ctx.report_undelivered().await;
+/// The ref of the frame a stream is handling, set for as long as this
+/// lives (until its handler returns or is cancelled).
+struct Replying<'a> {
+    ctx: &'a Context,
+}
+
+impl<'a> Replying<'a> {
+    fn new(ctx: &'a Context, reference: chanmux_core::Ref) -> Self {
+        if let Some(link) = ctx.stream_link() {
+            link.demux.set_current_ref(link.id, Some(reference));
+        }
+        Replying { ctx }
+    }
+}
+
+impl Drop for Replying<'_> {
+    fn drop(&mut self) {
+        if let Some(link) = self.ctx.stream_link() {
+            link.demux.set_current_ref(link.id, None);
         }
     }
 }

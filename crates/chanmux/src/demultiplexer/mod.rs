@@ -6,30 +6,42 @@
 //! `channelsmultiplexer`, except that bad input gets an error frame instead of
 //! killing the connection; see the crate docs for the full list.
 
-mod consumer;
 mod declared;
-mod shared;
+mod driver;
+mod on_demand;
+mod pattern;
+mod route;
+mod session;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-pub(crate) use declared::Declared;
-use futures_util::future::BoxFuture;
 use serde::Serialize;
 
-use crate::GroupError;
-use crate::layer::{GroupName, Message, MessageError, SharedLayer};
+pub(crate) use declared::Declared;
+pub(crate) use on_demand::OnDemand;
+use pattern::Pattern;
+pub(crate) use session::Session;
 
-pub(crate) use consumer::Router;
-pub(crate) use shared::Shared;
-
-use crate::{ConsumerFactory, Start};
+use crate::layer::{GroupName, IntoSharedLayer, Message, MessageError, SharedLayer};
+use crate::{ConsumerFactory, GroupError, Start, Started};
 
 /// Routes `{"stream", "payload"}` frames to one consumer per stream.
 ///
 /// Cheap to clone. Build it with [`builder`](Demultiplexer::builder) or from a
 /// type that lists its streams with [`from_streams`](Demultiplexer::from_streams).
+///
+/// Three kinds of stream (PROTOCOL.md):
+/// - [`stream`](DemultiplexerBuilder::stream): eager, started on every
+///   connection at connect (channelsmultiplexer's kind);
+/// - [`lazy_stream`](DemultiplexerBuilder::lazy_stream): started when the
+///   client subscribes to it or first sends it a frame;
+/// - [`pattern`](DemultiplexerBuilder::pattern), such as `room:{id}`: every
+///   name that matches starts its own consumer, on the same occasions.
+///
+/// The client may stop any running stream (`unsubscribe`) and start it
+/// again (`subscribe`), which gives a fresh consumer.
 ///
 /// ```
 /// use chanmux::{BoxError, Consumer, Context, Demultiplexer, Text};
@@ -54,13 +66,56 @@ pub struct Demultiplexer {
 
 /// The streams and settings shared by every connection of one demultiplexer.
 struct Spec {
-    /// Each stream's name, prefix and metrics, in the order they were added,
-    /// shared by its consumers on every connection.
-    declared: Vec<Arc<Declared>>,
-    factories: Vec<Arc<dyn ConsumerFactory>>,
+    /// The streams, in the order they were added.
+    entries: Vec<Entry>,
+    /// Named entries (eager and lazy), by name.
     index: HashMap<Box<str>, usize>,
+    /// Pattern entries, in the order they were added.
+    patterns: Vec<usize>,
+    /// Some entries are lazy or patterns: the socket outlives its streams.
+    dynamic: bool,
     config: DemultiplexerConfig,
     layer: Option<SharedLayer>,
+}
+
+/// One declared stream: what it is called, how it starts, what serves it.
+struct Entry {
+    /// Its name (or pattern), prefix and metrics, shared by its consumers
+    /// on every connection.
+    declared: Arc<Declared>,
+    factory: Arc<dyn ConsumerFactory>,
+    kind: Kind,
+}
+
+enum Kind {
+    /// Started at connect.
+    Eager,
+    /// Started by a subscribe or a first frame.
+    Lazy,
+    /// Started, as a lazy stream, for every name that matches.
+    Pattern(Pattern),
+}
+
+impl Entry {
+    fn is_eager(&self) -> bool {
+        matches!(self.kind, Kind::Eager)
+    }
+
+    fn is_lazy(&self) -> bool {
+        !self.is_eager()
+    }
+
+    fn is_pattern(&self) -> bool {
+        matches!(self.kind, Kind::Pattern(_))
+    }
+
+    /// What `name` captures under this entry's pattern (none for a name).
+    fn captures<'n>(&self, name: &'n str) -> Vec<(&str, &'n str)> {
+        match &self.kind {
+            Kind::Pattern(pattern) => pattern.captures(name).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Settings of a [`Demultiplexer`].
@@ -80,6 +135,14 @@ pub struct DemultiplexerConfig {
     /// Close the socket with 1008 (reason: the error code) on bad input
     /// instead of replying with an error frame. Default `false`.
     pub strict: bool,
+    /// Streams a client may have started (by `subscribe` or a first frame)
+    /// and running at once; beyond that, `too_many_streams`. Streams started
+    /// at connect are not counted. Default 128.
+    pub max_streams: usize,
+    /// Largest `params` of a `subscribe`, in bytes of JSON text; larger ones
+    /// get `frame_too_large`. They are kept as long as the stream runs.
+    /// Default 4096.
+    pub max_params_size: usize,
 }
 
 impl Default for DemultiplexerConfig {
@@ -89,6 +152,8 @@ impl Default for DemultiplexerConfig {
             stream_queue_capacity: 64,
             stream_queue_bytes: 1024 * 1024,
             strict: false,
+            max_streams: 128,
+            max_params_size: 4096,
         }
     }
 }
@@ -96,8 +161,7 @@ impl Default for DemultiplexerConfig {
 /// Builds a [`Demultiplexer`]; see [`Demultiplexer::builder`].
 #[must_use]
 pub struct DemultiplexerBuilder {
-    names: Vec<Arc<str>>,
-    factories: Vec<Arc<dyn ConsumerFactory>>,
+    entries: Vec<(Arc<str>, Arc<dyn ConsumerFactory>, Kind)>,
     config: DemultiplexerConfig,
     layer: Option<SharedLayer>,
 }
@@ -129,8 +193,7 @@ impl Demultiplexer {
     /// Starts a builder with no streams and default settings.
     pub fn builder() -> DemultiplexerBuilder {
         DemultiplexerBuilder {
-            names: Vec::new(),
-            factories: Vec::new(),
+            entries: Vec::new(),
             config: DemultiplexerConfig::default(),
             layer: None,
         }
@@ -141,9 +204,9 @@ impl Demultiplexer {
         streams.streams(Demultiplexer::builder()).build()
     }
 
-    /// The stream names, in the order they were added.
+    /// The stream names (and patterns, as written), in the order they were added.
     pub fn stream_names(&self) -> impl Iterator<Item = &str> {
-        self.spec.declared.iter().map(|d| &*d.name)
+        self.spec.entries.iter().map(|e| &*e.declared.name)
     }
 
     /// The settings.
@@ -213,7 +276,7 @@ impl Demultiplexer {
         payload: &str,
     ) -> Result<(), GroupError> {
         let frame = match self.spec.index.get(stream) {
-            Some(&i) => Message::frame_with(&self.spec.declared[i].prefix, payload),
+            Some(&i) => Message::frame_with(&self.spec.entries[i].declared.prefix, payload),
             None => Message::frame(stream, payload),
         };
         layer.group_send(group, frame).await?;
@@ -223,18 +286,86 @@ impl Demultiplexer {
 
 impl DemultiplexerBuilder {
     /// Serves stream `name` with consumers made by `factory` (for example
-    /// `|| Echo`, a [`PathRouter`](crate::PathRouter) or another demultiplexer).
+    /// `|| Echo`, a [`PathRouter`](crate::PathRouter) or another
+    /// demultiplexer), started on every connection at connect.
     ///
     /// # Panics
     ///
     /// If `name` was already added.
-    pub fn stream(mut self, name: &str, factory: impl ConsumerFactory) -> Self {
+    pub fn stream(self, name: &str, factory: impl ConsumerFactory) -> Self {
+        self.add(name, Arc::new(factory), Kind::Eager)
+    }
+
+    /// Serves stream `name`, started only when the client subscribes to it
+    /// or first sends it a frame.
+    ///
+    /// # Panics
+    ///
+    /// If `name` was already added.
+    pub fn lazy_stream(self, name: &str, factory: impl ConsumerFactory) -> Self {
+        self.add(name, Arc::new(factory), Kind::Lazy)
+    }
+
+    /// Serves every stream whose name matches `pattern`, each with its own
+    /// consumer, started when the client subscribes to it or first sends it
+    /// a frame. In `room:{id}`, segments are split by `:` and `{id}` captures
+    /// one segment of 1–100 ASCII letters, digits, `-`, `_` or `.`, which the
+    /// consumer reads with [`Context::capture`](crate::Context::capture).
+    /// Names added with [`stream`](Self::stream) or
+    /// [`lazy_stream`](Self::lazy_stream) win over patterns; patterns are
+    /// tried in the order they were added.
+    ///
+    /// ```
+    /// use chanmux::{BoxError, Consumer, Context, Demultiplexer};
+    ///
+    /// struct Room;
+    /// impl Consumer for Room {
+    ///     async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
+    ///         let id = ctx.capture("id").unwrap_or_default();
+    ///         ctx.group_add(&format!("room.{id}")).await?;
+    ///         ctx.accept().await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let demux = Demultiplexer::builder()
+    ///     .pattern("room:{id}", || Room)
+    ///     .channel_layer(chanmux::layer::InMemoryLayer::new())
+    ///     .build();
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `pattern` is malformed (a segment mixing text and a capture, an
+    /// empty segment, a repeated capture, no capture at all) or was already
+    /// added.
+    pub fn pattern(self, pattern: &str, factory: impl ConsumerFactory) -> Self {
+        let parsed = match Pattern::parse(pattern) {
+            Ok(parsed) => parsed,
+            Err(e) => panic!("invalid stream pattern: {e}"),
+        };
+        self.add(pattern, Arc::new(factory), Kind::Pattern(parsed))
+    }
+
+    fn add(mut self, name: &str, factory: Arc<dyn ConsumerFactory>, kind: Kind) -> Self {
         assert!(
-            !self.names.iter().any(|n| &**n == name),
+            !self.entries.iter().any(|(n, ..)| &**n == name),
             "stream {name:?} is added twice"
         );
-        self.names.push(name.into());
-        self.factories.push(Arc::new(factory));
+        self.entries.push((name.into(), factory, kind));
+        self
+    }
+
+    /// Streams a client may have started and running at once (default
+    /// 128); see [`DemultiplexerConfig::max_streams`].
+    pub fn max_streams(mut self, streams: usize) -> Self {
+        self.config.max_streams = streams;
+        self
+    }
+
+    /// Largest `params` of a `subscribe`, in bytes (default 4096).
+    pub fn max_params_size(mut self, bytes: usize) -> Self {
+        self.config.max_params_size = bytes;
         self
     }
 
@@ -271,10 +402,10 @@ impl DemultiplexerBuilder {
         self
     }
 
-    /// Gives the streams a channel layer for groups (see [`crate::layer`]),
-    /// e.g. `Arc::new(InMemoryLayer::new())`.
-    pub fn layer(mut self, layer: SharedLayer) -> Self {
-        self.layer = Some(layer);
+    /// Gives the streams a channel layer for groups (see [`crate::layer`]):
+    /// by value (`InMemoryLayer::new()`) or shared (`Arc<L>`, [`SharedLayer`]).
+    pub fn channel_layer(mut self, layer: impl IntoSharedLayer) -> Self {
+        self.layer = Some(layer.into_shared_layer());
         self
     }
 
@@ -290,21 +421,32 @@ impl DemultiplexerBuilder {
 
     /// Finishes the demultiplexer.
     pub fn build(self) -> Demultiplexer {
-        let index = self
-            .names
-            .iter()
+        let mut index = HashMap::new();
+        let mut patterns = Vec::new();
+        let entries: Vec<Entry> = self
+            .entries
+            .into_iter()
             .enumerate()
-            .map(|(i, name)| (Box::from(&**name), i))
+            .map(|(i, (name, factory, kind))| {
+                match kind {
+                    Kind::Pattern(_) => patterns.push(i),
+                    _ => {
+                        index.insert(Box::from(&*name), i);
+                    }
+                }
+                Entry {
+                    declared: Arc::new(Declared::new(name, i)),
+                    factory,
+                    kind,
+                }
+            })
             .collect();
         Demultiplexer {
             spec: Arc::new(Spec {
-                declared: self
-                    .names
-                    .into_iter()
-                    .map(|name| Arc::new(Declared::new(name)))
-                    .collect(),
-                factories: self.factories,
+                dynamic: entries.iter().any(Entry::is_lazy),
+                entries,
                 index,
+                patterns,
                 config: self.config,
                 layer: self.layer,
             }),
@@ -313,8 +455,8 @@ impl DemultiplexerBuilder {
 }
 
 impl ConsumerFactory for Demultiplexer {
-    fn start(&self, start: Start) -> BoxFuture<'static, ()> {
-        consumer::start(&self.spec, start)
+    fn start(&self, start: Start) -> Started {
+        driver::start(&self.spec, start)
     }
 
     fn max_message_size(&self) -> Option<usize> {
@@ -333,8 +475,9 @@ impl fmt::Debug for Demultiplexer {
 
 impl fmt::Debug for DemultiplexerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.entries.iter().map(|(name, ..)| &**name).collect();
         f.debug_struct("DemultiplexerBuilder")
-            .field("streams", &self.names)
+            .field("streams", &names)
             .field("config", &self.config)
             .finish()
     }

@@ -18,7 +18,7 @@ pub(crate) use delivery::InboxDelivery;
 pub use memory::InMemoryLayer;
 
 pub use chanmux_core::layer::{
-    BoxFuture, ChannelLayer, DEFAULT_MAX_GROUPS_PER_CHANNEL, Deliver, LayerError, LayerStats,
-    SharedLayer,
+    BoxFuture, ChannelLayer, DEFAULT_MAX_GROUPS_PER_CHANNEL, Deliver, IntoSharedLayer, LayerError,
+    LayerStats, SharedLayer,
 };
 pub use chanmux_core::{ChannelName, GroupName, MAX_NAME_LEN, Message, MessageError, NameError};

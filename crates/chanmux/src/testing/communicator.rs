@@ -1,5 +1,6 @@
 //! [`Communicator`]: Django Channels' `WebsocketCommunicator`, for Rust consumers.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use bytes::Bytes;
 use futures_channel::mpsc;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use http::StatusCode;
+use serde::Serialize;
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
@@ -57,6 +60,11 @@ pub struct Communicator {
     receive_timeout: Duration,
     client_buffer: usize,
     socket: Option<Socket>,
+    /// Messages read while waiting for another (a given stream's payload,
+    /// a subscribe's answer), returned first by later receives.
+    held: VecDeque<Output>,
+    /// Numbers the refs of `subscribe` and `unsubscribe`.
+    next_ref: u64,
 }
 
 /// The client's end of the in-memory socket.
@@ -137,6 +145,8 @@ impl Communicator {
             receive_timeout: Duration::from_secs(1),
             client_buffer: 1024,
             socket: None,
+            held: VecDeque::new(),
+            next_ref: 0,
         }
     }
 
@@ -213,6 +223,130 @@ impl Communicator {
         self.send_text_to(&value.to_string()).await;
     }
 
+    /// Sends `payload` on `stream`: `{"stream": stream, "payload": payload}`.
+    ///
+    /// # Panics
+    ///
+    /// If `payload` does not serialise.
+    pub async fn send_to<T: Serialize + ?Sized>(&mut self, stream: &str, payload: &T) {
+        let frame = json!({"stream": stream, "payload": to_value(payload)});
+        self.send_json_to(&frame).await;
+    }
+
+    /// Sends `payload` on `stream` with a `ref` (a string of at most 64
+    /// characters or an integer), which the stream's replies carry back.
+    ///
+    /// # Panics
+    ///
+    /// If `payload` or `reference` does not serialise.
+    pub async fn send_with_ref<T: Serialize + ?Sized, R: Serialize>(
+        &mut self,
+        stream: &str,
+        payload: &T,
+        reference: R,
+    ) {
+        let frame =
+            json!({"stream": stream, "payload": to_value(payload), "ref": to_value(&reference)});
+        self.send_json_to(&frame).await;
+    }
+
+    /// Subscribes to `stream` (with `params` when given) and waits for the
+    /// answer: `Ok` on `{"subscribed"}`, else the error frame the server
+    /// sent (`subscription_refused`, `unknown_stream`, ...). Messages that
+    /// arrive meanwhile are kept for later receives.
+    ///
+    /// # Panics
+    ///
+    /// If no answer arrives within the receive timeout.
+    pub async fn subscribe(&mut self, stream: &str, params: Option<Value>) -> Result<(), Value> {
+        let reference = self.fresh_ref();
+        let mut frame = json!({"subscribe": stream, "ref": reference});
+        if let Some(params) = params {
+            frame["params"] = params;
+        }
+        self.send_json_to(&frame).await;
+        self.answer("subscribed", stream, &reference).await
+    }
+
+    /// Unsubscribes from `stream` and waits for the answer: `Ok` on
+    /// `{"unsubscribed"}`, else the error frame (`not_subscribed`).
+    ///
+    /// # Panics
+    ///
+    /// If no answer arrives within the receive timeout.
+    pub async fn unsubscribe(&mut self, stream: &str) -> Result<(), Value> {
+        let reference = self.fresh_ref();
+        self.send_json_to(&json!({"unsubscribe": stream, "ref": reference}))
+            .await;
+        self.answer("unsubscribed", stream, &reference).await
+    }
+
+    fn fresh_ref(&mut self) -> String {
+        self.next_ref += 1;
+        format!("communicator-{}", self.next_ref)
+    }
+
+    /// Waits for `{kind: stream, "ref": reference}` or an error frame with
+    /// that ref.
+    async fn answer(&mut self, kind: &str, stream: &str, reference: &str) -> Result<(), Value> {
+        let frame = self
+            .receive_matching(&format!("an answer to {kind} {stream:?}"), |frame| {
+                frame["ref"] == reference
+            })
+            .await;
+        if frame[kind] == stream {
+            Ok(())
+        } else {
+            Err(frame)
+        }
+    }
+
+    /// The payload of the next data frame of `stream`; messages of other
+    /// streams (and any other message) that arrive first are kept, in
+    /// order, for later receives.
+    ///
+    /// # Panics
+    ///
+    /// If none arrives within the receive timeout.
+    pub async fn receive_from(&mut self, stream: &str) -> Value {
+        let mut frame = self
+            .receive_matching(&format!("a payload on {stream:?}"), |frame| {
+                frame["stream"] == stream && frame.get("payload").is_some()
+            })
+            .await;
+        frame["payload"].take()
+    }
+
+    /// The next JSON message that `matches` (looking first at those kept
+    /// earlier); those that do not are kept.
+    async fn receive_matching(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let parsed = |output: &Output| match output {
+            Output::Text(text) => serde_json::from_str::<Value>(text).ok(),
+            _ => None,
+        };
+        if let Some(at) = self
+            .held
+            .iter()
+            .position(|output| parsed(output).is_some_and(|frame| matches(&frame)))
+        {
+            let output = self.held.remove(at).expect("just found");
+            return parsed(&output).expect("just parsed");
+        }
+        let wait = self.receive_timeout;
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let output = match self.read_output(left).await {
+                Ok(output) => output,
+                Err(e) => panic!("expected {what}, got {e}"),
+            };
+            if let Some(frame) = parsed(&output).filter(|frame| matches(frame)) {
+                return frame;
+            }
+            self.held.push_back(output);
+        }
+    }
+
     /// Sends a binary message.
     pub async fn send_binary_to(&mut self, data: impl Into<Bytes>) {
         self.send_frame(Frame::Binary(data.into()));
@@ -238,8 +372,17 @@ impl Communicator {
         self.next_output(self.receive_timeout).await
     }
 
-    /// The next message within `wait`, answering a close as a client would.
+    /// The next message within `wait` (one kept earlier first).
     async fn next_output(&mut self, wait: Duration) -> Result<Output, ReceiveError> {
+        match self.held.pop_front() {
+            Some(output) => Ok(output),
+            None => self.read_output(wait).await,
+        }
+    }
+
+    /// Reads the next message within `wait`, answering a close as a client
+    /// would.
+    async fn read_output(&mut self, wait: Duration) -> Result<Output, ReceiveError> {
         let socket = self.socket();
         // One deadline for the whole wait: answering pings does not extend it.
         let deadline = Instant::now() + wait;
@@ -398,6 +541,10 @@ impl Sink<Frame> for MemoryTransport {
     ) -> Poll<Result<(), Self::Error>> {
         self.outgoing.poll_close_unpin(cx).map_err(gone)
     }
+}
+
+fn to_value<T: Serialize + ?Sized>(value: &T) -> Value {
+    serde_json::to_value(value).expect("the value serialises to JSON")
 }
 
 fn gone(e: mpsc::SendError) -> TransportError {

@@ -180,7 +180,7 @@ async fn a_client_that_never_answers_pings_is_dropped_and_leaves_its_groups() {
         .stream("member", move || Member {
             log: member_log.clone(),
         })
-        .layer(layer.clone())
+        .channel_layer(layer.clone())
         .build();
     let mut comm = Communicator::new(demux, "/ws/").config(heartbeat_config());
     assert!(comm.connect().await.is_accepted());
@@ -357,7 +357,7 @@ async fn group_add_beyond_the_limit_is_an_error_the_consumer_can_answer() {
     let layer = Arc::new(InMemoryLayer::with_max_groups_per_channel(3));
     let demux = Demultiplexer::builder()
         .stream("join", || Joiner)
-        .layer(layer.clone())
+        .channel_layer(layer.clone())
         .build();
     let mut comm = Communicator::new(demux, "/ws/");
     assert!(comm.connect().await.is_accepted());

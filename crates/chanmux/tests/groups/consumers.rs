@@ -1,6 +1,5 @@
 //! Consumers in groups, through the communicator.
 
-use std::sync::Arc;
 
 use chanmux::layer::{ChannelName, GroupName, InMemoryLayer, LayerStats, Message};
 use chanmux::testing::Communicator;
@@ -60,7 +59,7 @@ fn setup() -> (Demultiplexer, InMemoryLayer) {
     let demux = Demultiplexer::builder()
         .stream("room", || Member)
         .stream("echo", || Echo)
-        .layer(Arc::new(layer.clone()))
+        .channel_layer(layer.clone())
         .build();
     (demux, layer)
 }
@@ -153,7 +152,7 @@ async fn a_demultiplexer_broadcast_goes_straight_to_clients_byte_for_byte() {
     // On the same layer, with a channel, but in no group.
     let outsider_demux = Demultiplexer::builder()
         .stream("echo", || Echo)
-        .layer(Arc::new(layer.clone()))
+        .channel_layer(layer.clone())
         .build();
     let mut outsider = Communicator::new(outsider_demux, "/");
     assert!(outsider.connect().await.is_accepted());
@@ -207,7 +206,7 @@ async fn bad_group_names_and_missing_layers_are_clear_errors() {
     }
     let demux = Demultiplexer::builder()
         .stream("s", || JoinsBadGroup)
-        .layer(Arc::new(InMemoryLayer::new()))
+        .channel_layer(InMemoryLayer::new())
         .build();
     let mut comm = Communicator::new(demux, "/");
     assert!(comm.connect().await.is_accepted());
@@ -241,7 +240,7 @@ async fn membership_ends_with_the_consumer_even_after_a_panic() {
         .stream("p", || JoinsThenPanics)
         .stream("m", || Member)
         .stream("echo", || Echo)
-        .layer(Arc::new(layer.clone()))
+        .channel_layer(layer.clone())
         .build();
     let stats = |layer: &InMemoryLayer| {
         let s = chanmux::layer::ChannelLayer::stats(layer);
@@ -292,7 +291,7 @@ async fn a_channel_is_opened_on_first_use_and_keeps_its_name() {
     let layer = InMemoryLayer::new();
     let demux = Demultiplexer::builder()
         .stream("s", || Asks)
-        .layer(Arc::new(layer.clone()))
+        .channel_layer(layer.clone())
         .build();
     let channels = |layer: &InMemoryLayer| chanmux::layer::ChannelLayer::stats(layer).channels;
     let mut comm = Communicator::new(demux, "/");
@@ -324,7 +323,7 @@ async fn ten_thousand_clients_joining_groups_leave_nothing_behind() {
     let layer = InMemoryLayer::new();
     let demux = Demultiplexer::builder()
         .stream("room", || Member)
-        .layer(Arc::new(layer.clone()))
+        .channel_layer(layer.clone())
         .build();
     let mut open = Vec::new();
     for i in 0..10_000 {
@@ -393,7 +392,7 @@ async fn broadcast_frames_reach_only_accepted_streams() {
     let demux = Demultiplexer::builder()
         .stream("pending", || JoinsWithoutAccepting)
         .stream("echo", || Echo)
-        .layer(Arc::new(layer.clone()))
+        .channel_layer(layer.clone())
         .build();
     let mut comm = Communicator::new(demux.clone(), "/");
     assert!(comm.connect().await.is_accepted());

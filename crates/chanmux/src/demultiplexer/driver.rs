@@ -1,0 +1,101 @@
+//! Starting a demultiplexer on a connection and running its streams: every
+//! stream's consumer runs as a future inside one [`Driver`], not as a task
+//! of its own, so an idle stream costs only its consumer's state, and
+//! dropping the driver stops them all.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use super::Spec;
+use super::session::{Finished, Session};
+use crate::consumer::Input;
+use crate::router::NoRoute;
+use crate::{Start, Started};
+
+/// Starts a demultiplexer on one connection (or one stream of an outer
+/// demultiplexer): its eager streams start now; frames are routed through
+/// the returned input, straight to the streams.
+pub(super) fn start(spec: &Arc<Spec>, start: Start) -> Started {
+    if spec.entries.is_empty() {
+        // Nothing could ever accept.
+        return start.run(NoRoute);
+    }
+    let session = Arc::new(Session::new(spec.clone(), start.ctx.clone()));
+    let mut eager = 0;
+    {
+        let mut state = session.state();
+        for (index, entry) in spec.entries.iter().enumerate() {
+            if entry.is_eager() {
+                session.start_stream(&mut state, index, None, false);
+                eager += 1;
+            }
+        }
+    }
+    let streams = FuturesUnordered::new();
+    if eager == 0 {
+        // No stream to wait for: the socket opens at once.
+        let opening = session.clone();
+        streams.push(
+            async move {
+                let _ = opening.accept_parent(None).await;
+                opening.connected_at_once().await;
+                Finished {
+                    id: u32::MAX,
+                    on_demand: false,
+                }
+            }
+            .boxed(),
+        );
+    }
+    Started {
+        future: Box::pin(Driver {
+            session: session.clone(),
+            streams,
+        }),
+        input: Input::Demux(session),
+    }
+}
+
+/// Runs a connection's streams, taking in those started since it last
+/// looked; done once the client has left and every stream has finished.
+struct Driver {
+    session: Arc<Session>,
+    streams: FuturesUnordered<BoxFuture<'static, Finished>>,
+}
+
+impl Future for Driver {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            let done = {
+                let mut state = this.session.state();
+                for stream in state.started.drain(..) {
+                    this.streams.push(stream);
+                }
+                this.session.driver.register(cx.waker());
+                state.disconnected
+            };
+            match this.streams.poll_next_unpin(cx) {
+                Poll::Ready(Some(finished)) => this.session.finished(&finished),
+                Poll::Ready(None) if done => return Poll::Ready(()),
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Contexts in the table hold the session: empty it, or the two
+        // would keep each other alive.
+        self.session.clear();
+    }
+}

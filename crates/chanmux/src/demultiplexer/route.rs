@@ -1,0 +1,309 @@
+//! Routing the client's frames (PROTOCOL.md): a data frame to its stream's
+//! input, a subscribe or unsubscribe to the stream table, a ping back as a
+//! pong; and bad input to an error frame.
+
+use std::sync::Arc;
+
+use chanmux_core::{
+    ClientFrame, ErrorCode, MAX_ECHOED_NAME, Ref, pong_frame, subscribed_frame, unsubscribed_frame,
+};
+
+use super::session::{Found, Running, State};
+use super::{OnDemand, Session};
+use crate::Text;
+use crate::consumer::{Event, Input, Unsubscribed};
+use crate::queue::TrySendError;
+
+/// What became of a data frame, decided under the table's lock.
+enum Routed {
+    Delivered,
+    /// For a nested demultiplexer, routed once the lock is released.
+    Nested(Arc<Session>, Text),
+    /// Answered with this code and message, naming this stream.
+    Refused(ErrorCode, String, String),
+}
+
+/// Hands a data frame's payload to a running stream.
+fn hand_over(running: &mut Running, payload: Text, reference: Option<Ref>) -> Routed {
+    let ctx = &running.ctx;
+    let name = || ctx.stream().unwrap_or_default();
+    // A stream still in its connect handler may be about to accept (a
+    // client may send as soon as the socket opens): its frames wait in
+    // its queue, and reach it only if it accepts.
+    if !ctx.is_accepted() && !ctx.is_connecting() {
+        return not_accepting(name());
+    }
+    if let Some(metrics) = ctx.stream_metrics() {
+        metrics.received.increment(1);
+    }
+    match &running.input {
+        Input::Queue(inbox) => match inbox.try_send(Event::Text(payload, reference)) {
+            Ok(()) => Routed::Delivered,
+            Err(TrySendError::Full(_)) => Routed::Refused(
+                ErrorCode::StreamOverloaded,
+                format!("stream {:?} is overloaded; frame dropped", name()),
+                name().to_owned(),
+            ),
+            Err(TrySendError::Closed(_)) => not_accepting(name()),
+        },
+        Input::Demux(inner) => Routed::Nested(inner.clone(), payload),
+    }
+}
+
+impl Session {
+    /// Answers a frame that cannot be handled (see [`Session::send_error`]).
+    ///
+    /// Boxed: bad input is the rare path, and its future would otherwise
+    /// enlarge the routing future the connection loop holds.
+    pub(crate) async fn reject(
+        &self,
+        code: ErrorCode,
+        message: &str,
+        stream: Option<&str>,
+        reference: Option<&str>,
+    ) {
+        // A send error means the client is gone; there is no one to tell.
+        let _ = Box::pin(self.send_error(code, message, stream, reference)).await;
+    }
+
+    /// Routes one text frame from the client.
+    pub(crate) async fn route_text(self: &Arc<Self>, text: Text) {
+        let max = self.spec.config.max_frame_size;
+        if text.len() > max {
+            let message = format!(
+                "frame of {} bytes exceeds the limit of {max} bytes",
+                text.len()
+            );
+            self.reject(ErrorCode::FrameTooLarge, &message, None, None)
+                .await;
+            return;
+        }
+        let frame = match ClientFrame::parse(text.as_str()) {
+            Ok(frame) => frame,
+            Err(rejected) => {
+                let error = rejected.error;
+                let message = error.to_string();
+                self.reject(error.code(), &message, error.stream(), rejected.reference)
+                    .await;
+                return;
+            }
+        };
+        let range = frame.payload_range(text.as_str());
+        match frame {
+            ClientFrame::Data {
+                stream, reference, ..
+            } => {
+                let reference = reference.and_then(Ref::new);
+                let range = range.expect("a data frame has a payload");
+                let routed = {
+                    let mut state = self.state();
+                    match self.locate(&mut state, &stream) {
+                        Err(refused) => refused,
+                        // The name is not needed past here, so the frame
+                        // can move into its payload.
+                        Ok(running) => {
+                            hand_over(running, text.json_slice(range), reference.clone())
+                        }
+                    }
+                };
+                match routed {
+                    Routed::Delivered => {}
+                    Routed::Nested(inner, payload) => Box::pin(inner.route_text(payload)).await,
+                    Routed::Refused(code, message, name) => {
+                        let reference = reference.as_ref().map(Ref::as_json);
+                        self.reject(code, &message, Some(&name), reference).await;
+                    }
+                }
+            }
+            ClientFrame::Subscribe {
+                stream,
+                params,
+                reference,
+            } => Box::pin(self.subscribe(&stream, params, reference)).await,
+            ClientFrame::Unsubscribe { stream, reference } => {
+                Box::pin(self.unsubscribe(&stream, reference)).await;
+            }
+            ClientFrame::Ping { value } => {
+                let _ = self
+                    .parent()
+                    .send_text(Text::known_json(pong_frame(value)))
+                    .await;
+            }
+        }
+    }
+
+    /// Answers a binary frame: the multiplexed protocol is text only.
+    pub(crate) async fn route_binary(&self) {
+        let message = "binary frames are not supported; send JSON text";
+        self.reject(ErrorCode::BinaryNotSupported, message, None, None)
+            .await;
+    }
+
+    /// The running stream a data frame for `name` goes to, starting a lazy
+    /// or pattern stream that is not running (the implicit subscribe: the
+    /// frame waits in its queue for its consumer to accept).
+    fn locate<'s>(
+        self: &Arc<Self>,
+        state: &'s mut State,
+        name: &str,
+    ) -> Result<&'s mut Running, Routed> {
+        let start = match self.find(state, name) {
+            Found::Running(_) => None,
+            Found::Stopped(index) if !self.spec.entries[index].is_lazy() => {
+                return Err(not_accepting(name));
+            }
+            Found::Stopped(index) | Found::Matches(index) => Some(index),
+            Found::Unknown => {
+                let message = if name.len() <= MAX_ECHOED_NAME {
+                    format!("no stream named {name:?}")
+                } else {
+                    format!("no stream has a name of {} bytes", name.len())
+                };
+                return Err(Routed::Refused(
+                    ErrorCode::UnknownStream,
+                    message,
+                    name.to_owned(),
+                ));
+            }
+        };
+        if let Some(index) = start {
+            self.start_on_demand(state, index, name, None, false)?;
+        }
+        match self.find(state, name) {
+            Found::Running(running) => Ok(running),
+            _ => unreachable!("the stream is running"),
+        }
+    }
+
+    /// Starts entry `index` as stream `name` for the client, within
+    /// `max_streams`.
+    fn start_on_demand(
+        self: &Arc<Self>,
+        state: &mut State,
+        index: usize,
+        name: &str,
+        params: Option<&str>,
+        subscribed: bool,
+    ) -> Result<u32, Routed> {
+        let max = self.spec.config.max_streams;
+        if state.disconnected {
+            return Err(not_accepting(name));
+        }
+        if state.on_demand >= max {
+            return Err(Routed::Refused(
+                ErrorCode::TooManyStreams,
+                format!(
+                    "at most {max} streams may be started per connection; unsubscribe from one first"
+                ),
+                name.to_owned(),
+            ));
+        }
+        let captures = self.spec.entries[index].captures(name);
+        let on_demand = Box::new(OnDemand::new(name, captures, params));
+        Ok(self.start_stream(state, index, Some(on_demand), subscribed))
+    }
+
+    /// `{"subscribe": name}`: starts the stream, or subscribes the client to
+    /// the one running; `subscribed` follows once it has accepted.
+    async fn subscribe(
+        self: &Arc<Self>,
+        name: &str,
+        params: Option<&str>,
+        reference: Option<&str>,
+    ) {
+        let max = self.spec.config.max_params_size;
+        if let Some(params) = params.filter(|p| p.len() > max) {
+            let message = format!(
+                "params of {} bytes exceed the limit of {max} bytes",
+                params.len()
+            );
+            self.reject(ErrorCode::FrameTooLarge, &message, Some(name), reference)
+                .await;
+            return;
+        }
+        let owned_ref = reference.and_then(Ref::new);
+        let outcome = {
+            let mut state = self.state();
+            match self.find(&mut state, name) {
+                Found::Running(running) if running.subscribed => Err(Routed::Refused(
+                    ErrorCode::AlreadySubscribed,
+                    format!("already subscribed to {name:?}"),
+                    String::new(),
+                )),
+                Found::Running(running) => {
+                    running.subscribed = true;
+                    let (id, accepted) = (running.id, running.accepted);
+                    if !accepted {
+                        Session::owe(&mut state, id, owned_ref);
+                    }
+                    Ok(accepted)
+                }
+                Found::Stopped(index) | Found::Matches(index) => self
+                    .start_on_demand(&mut state, index, name, params, true)
+                    .map(|id| {
+                        Session::owe(&mut state, id, owned_ref);
+                        false
+                    }),
+                Found::Unknown => Err(Routed::Refused(
+                    ErrorCode::UnknownStream,
+                    format!("no stream named {name:?}"),
+                    String::new(),
+                )),
+            }
+        };
+        match outcome {
+            // Already accepted: subscribed now.
+            Ok(true) => {
+                let frame = subscribed_frame(name, reference);
+                let _ = self.parent().send_text(Text::known_json(frame)).await;
+            }
+            // Answered when the consumer decides.
+            Ok(false) => {}
+            Err(Routed::Refused(code, message, _)) => {
+                self.reject(code, &message, Some(name), reference).await;
+            }
+            Err(_) => unreachable!("subscribing only refuses"),
+        }
+    }
+
+    /// `{"unsubscribe": name}`: stops the running stream (its consumer
+    /// hears `disconnect` with 1000), then answers `unsubscribed`.
+    async fn unsubscribe(&self, name: &str, reference: Option<&str>) {
+        let running = {
+            let mut state = self.state();
+            let found = match self.find(&mut state, name) {
+                Found::Running(running) => Some(running.id),
+                _ => None,
+            };
+            found.and_then(|id| {
+                Session::forgive(&mut state, id);
+                self.take(&mut state, name, id)
+            })
+        };
+        let Some(running) = running else {
+            let message = format!("not subscribed to {name:?}");
+            self.reject(ErrorCode::NotSubscribed, &message, Some(name), reference)
+                .await;
+            return;
+        };
+        match running.ctx.unsubscribed().await {
+            Unsubscribed::WasOpen => self.stream_unsubscribed(true),
+            Unsubscribed::WasPending => self.stream_unsubscribed(false),
+            Unsubscribed::WasFinished => {}
+        }
+        if let Input::Demux(inner) = &running.input {
+            inner.disconnect(chanmux_core::close_code::NORMAL);
+        }
+        drop(running);
+        let frame = unsubscribed_frame(name, reference);
+        let _ = self.parent().send_text(Text::known_json(frame)).await;
+    }
+}
+
+fn not_accepting(name: &str) -> Routed {
+    Routed::Refused(
+        ErrorCode::StreamNotAccepting,
+        format!("stream {name:?} is not accepting frames"),
+        name.to_owned(),
+    )
+}

@@ -1,0 +1,582 @@
+//! [`Session`]: a demultiplexer on one connection. It holds the table of
+//! running streams, which grows and shrinks as the client subscribes and
+//! streams end, and decides when the socket accepts, refuses or closes.
+//! Routing a frame (route.rs) and running the streams (driver.rs) build on it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chanmux_core::{ErrorCode, Ref, close_code, closed_frame, error_frame_with, subscribed_frame};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use futures_util::task::AtomicWaker;
+use tokio::sync::OnceCell;
+
+use super::{Kind, OnDemand, Spec};
+use crate::consumer::{Input, StreamLink, Unaccepted};
+use crate::queue;
+use crate::{AcceptError, Context, SendError, Start, Text};
+
+pub(crate) struct Session {
+    pub(super) spec: Arc<Spec>,
+    /// The demultiplexer's own context: the socket, or an outer stream.
+    parent: Context,
+    /// Set once the parent accepted (for the first accepting eager stream,
+    /// or at once without eager streams).
+    parent_accepted: OnceCell<()>,
+    state: Mutex<State>,
+    /// Wakes the driver: a stream was started, or the client left.
+    pub(super) driver: AtomicWaker,
+}
+
+pub(super) struct State {
+    counts: Counts,
+    /// Running streams of named entries, by entry.
+    named: Vec<Option<Running>>,
+    /// Running pattern streams, by name.
+    matched: HashMap<Box<str>, Running>,
+    /// Streams the client started whose consumers are still running (or
+    /// still finishing their disconnect): what `max_streams` bounds.
+    pub(super) on_demand: usize,
+    /// Futures of streams started since the driver last looked.
+    pub(super) started: Vec<BoxFuture<'static, Finished>>,
+    /// `subscribed` replies owed once a stream accepts: stream id and ref,
+    /// and the reason if it refused instead.
+    owed: Vec<Owed>,
+    /// The ref of the frame each stream is handling, if it had one.
+    refs: Vec<(u32, Ref)>,
+    next_id: u32,
+    pub(super) disconnected: bool,
+}
+
+/// One running stream of this connection.
+pub(super) struct Running {
+    pub(super) id: u32,
+    pub(super) ctx: Context,
+    pub(super) input: Input,
+    /// The client subscribed to it: it hears `subscribed` and `closed`.
+    pub(super) subscribed: bool,
+    /// Its consumer has accepted (set under the same lock as `owed`).
+    pub(super) accepted: bool,
+}
+
+struct Owed {
+    id: u32,
+    reference: Option<Ref>,
+    /// Why the stream did not start, once it refused or failed.
+    refusal: Option<String>,
+}
+
+/// A stream's future ended: which one, and whether the client started it.
+pub(super) struct Finished {
+    pub(super) id: u32,
+    pub(super) on_demand: bool,
+}
+
+struct Counts {
+    /// Streams that have neither accepted nor refused nor failed.
+    pending: usize,
+    /// Streams accepted and not closed.
+    open: usize,
+    /// Streams whose connect handler has not returned yet.
+    connecting: usize,
+    failed: usize,
+    total: usize,
+    /// The close of the last accepting stream, held back while other streams
+    /// are still in connect (one of them may yet accept).
+    deferred_close: Option<(u16, String)>,
+    /// The parent heard that this demultiplexer's connect is over.
+    connect_reported: bool,
+}
+
+impl Counts {
+    /// The deferred close, once no stream is accepting or still connecting.
+    fn take_due_close(&mut self) -> Option<(u16, String)> {
+        if self.open == 0 && self.connecting == 0 {
+            self.deferred_close.take()
+        } else {
+            None
+        }
+    }
+}
+
+/// What a name refers to on this connection.
+pub(super) enum Found<'s> {
+    Running(&'s mut Running),
+    /// A named entry with no running stream.
+    Stopped(usize),
+    /// A pattern entry matching the name, with what it captured.
+    Matches(usize),
+    Unknown,
+}
+
+impl Session {
+    pub(super) fn new(spec: Arc<Spec>, parent: Context) -> Self {
+        let named = spec.entries.iter().map(|_| None).collect();
+        Session {
+            spec,
+            parent,
+            parent_accepted: OnceCell::new(),
+            state: Mutex::new(State {
+                counts: Counts {
+                    pending: 0,
+                    open: 0,
+                    connecting: 0,
+                    failed: 0,
+                    total: 0,
+                    deferred_close: None,
+                    connect_reported: false,
+                },
+                named,
+                matched: HashMap::new(),
+                on_demand: 0,
+                started: Vec::new(),
+                owed: Vec::new(),
+                refs: Vec::new(),
+                next_id: 0,
+                disconnected: false,
+            }),
+            driver: AtomicWaker::new(),
+        }
+    }
+
+    pub(crate) fn parent(&self) -> &Context {
+        &self.parent
+    }
+
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
+        // Every update is small and panic-free; a poisoned table is still
+        // consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the demultiplexer has lazy or pattern streams: then the
+    /// socket outlives its streams.
+    fn is_dynamic(&self) -> bool {
+        self.spec.dynamic
+    }
+
+    /// Finds what `name` refers to. Named entries come before patterns.
+    pub(super) fn find<'s>(&self, state: &'s mut State, name: &str) -> Found<'s> {
+        if let Some(&index) = self.spec.index.get(name) {
+            return match &mut state.named[index] {
+                Some(running) => Found::Running(running),
+                None => Found::Stopped(index),
+            };
+        }
+        if self.spec.patterns.is_empty() {
+            return Found::Unknown;
+        }
+        if state.matched.contains_key(name) {
+            return Found::Running(state.matched.get_mut(name).expect("just looked"));
+        }
+        self.spec
+            .patterns
+            .iter()
+            .find(|&&index| match &self.spec.entries[index].kind {
+                Kind::Pattern(pattern) => pattern.matches(name),
+                _ => false,
+            })
+            .map_or(Found::Unknown, |&index| Found::Matches(index))
+    }
+
+    /// Starts entry `index`'s consumer on this connection; `on_demand` when
+    /// the client started it (by name `name`, with `params`), `None` for an
+    /// eager stream at connect.
+    pub(super) fn start_stream(
+        self: &Arc<Self>,
+        state: &mut State,
+        index: usize,
+        on_demand: Option<Box<OnDemand>>,
+        subscribed: bool,
+    ) -> u32 {
+        let entry = &self.spec.entries[index];
+        let id = state.next_id;
+        state.next_id = state.next_id.wrapping_add(1);
+        let (inbox, inbox_rx) = queue::bounded_bytes(
+            self.spec.config.stream_queue_capacity,
+            self.spec.config.stream_queue_bytes,
+            crate::consumer::Event::weight,
+        );
+        let by_client = on_demand.is_some();
+        let link = StreamLink {
+            declared: entry.declared.clone(),
+            demux: self.clone(),
+            id,
+            on_demand,
+        };
+        let name = link.name().to_owned();
+        let ctx = Context::for_stream(link, self.spec.layer.clone(), inbox.downgrade());
+        // A child of the connection's span, which is current here.
+        let span = tracing::info_span!(target: crate::SPANS, "stream", stream = &*name);
+        let started = entry.factory.start(Start {
+            ctx: ctx.clone(),
+            inbox,
+            inbox_rx,
+            span,
+        });
+        state.started.push(
+            started
+                .future
+                .map(move |()| Finished {
+                    id,
+                    on_demand: by_client,
+                })
+                .boxed(),
+        );
+        let running = Running {
+            id,
+            ctx,
+            input: started.input,
+            subscribed,
+            accepted: false,
+        };
+        match &entry.kind {
+            Kind::Pattern(_) => {
+                state.matched.insert(name.into(), running);
+            }
+            _ => state.named[index] = Some(running),
+        }
+        if by_client {
+            state.on_demand += 1;
+        }
+        let counts = &mut state.counts;
+        counts.pending += 1;
+        counts.connecting += 1;
+        counts.total += 1;
+        self.driver.wake();
+        id
+    }
+
+    /// Takes the running stream `link` out of the table, if it is still
+    /// there (a later run under the same name is left alone).
+    fn remove(&self, state: &mut State, link: &StreamLink) -> Option<Running> {
+        if self.spec.entries[link.declared.index].is_pattern() {
+            match state.matched.get(link.name()) {
+                Some(running) if running.id == link.id => state.matched.remove(link.name()),
+                _ => None,
+            }
+        } else {
+            state.named[link.declared.index].take_if(|running| running.id == link.id)
+        }
+    }
+
+    /// Takes stream `name` out of the table if its run is `id`.
+    pub(super) fn take(&self, state: &mut State, name: &str, id: u32) -> Option<Running> {
+        if let Some(&index) = self.spec.index.get(name) {
+            let slot = &mut state.named[index];
+            return slot.take_if(|running| running.id == id);
+        }
+        match state.matched.get(name) {
+            Some(running) if running.id == id => state.matched.remove(name),
+            _ => None,
+        }
+    }
+
+    /// Owes the client a `subscribed` for stream `id` once it accepts.
+    pub(super) fn owe(state: &mut State, id: u32, reference: Option<Ref>) {
+        state.owed.push(Owed {
+            id,
+            reference,
+            refusal: None,
+        });
+    }
+
+    /// The client unsubscribed from the running stream `id` before it
+    /// accepted: nothing is owed any more.
+    pub(super) fn forgive(state: &mut State, id: u32) {
+        state.owed.retain(|owed| owed.id != id);
+    }
+
+    /// A stream accepted: the socket is accepted by the first one; a client
+    /// that subscribed hears `subscribed` before anything the stream sends.
+    pub(crate) async fn stream_accepted(
+        &self,
+        link: &StreamLink,
+        protocol: Option<String>,
+    ) -> Result<(), AcceptError> {
+        {
+            let mut state = self.state();
+            let counts = &mut state.counts;
+            counts.pending -= 1;
+            counts.open += 1;
+            counts.deferred_close = None;
+        }
+        // Later streams wait here until the first accept has gone through,
+        // so nothing they send can overtake it.
+        self.accept_parent(protocol).await?;
+        let owed = {
+            let mut state = self.state();
+            if let Some(running) = state
+                .named
+                .get_mut(link.declared.index)
+                .and_then(Option::as_mut)
+                .filter(|r| r.id == link.id)
+            {
+                running.accepted = true;
+            } else if let Some(running) = state
+                .matched
+                .get_mut(link.name())
+                .filter(|r| r.id == link.id)
+            {
+                running.accepted = true;
+            }
+            let owed = state.owed.iter().position(|owed| owed.id == link.id);
+            owed.map(|at| state.owed.swap_remove(at))
+        };
+        if let Some(owed) = owed {
+            let reference = owed.reference.as_ref().map(Ref::as_json);
+            let frame = subscribed_frame(link.name(), reference);
+            let _ = self.parent.send_text(Text::known_json(frame)).await;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn accept_parent(&self, protocol: Option<String>) -> Result<(), AcceptError> {
+        self.parent_accepted
+            .get_or_try_init(|| Box::pin(self.parent.accept_with(protocol)))
+            .await
+            .map(|_| ())
+    }
+
+    /// A stream refused or failed before accepting. It leaves the table; a
+    /// subscribe waiting for it is answered when its consumer ends. When no
+    /// stream is left that could accept the socket, the socket is refused
+    /// (HTTP 500 if all failed).
+    pub(crate) fn stream_unaccepted(&self, link: &StreamLink, how: Unaccepted, reason: String) {
+        let name = link.name();
+        let message = match how {
+            Unaccepted::Failed => format!("stream {name:?} failed to start"),
+            Unaccepted::Refused if reason.is_empty() => {
+                format!("stream {name:?} refused the subscription")
+            }
+            Unaccepted::Refused => reason,
+        };
+        if let Some(started) = &link.on_demand {
+            started.set_refusal(message.clone());
+        }
+        let (removed, verdict) = {
+            let mut state = self.state();
+            let removed = self.remove(&mut state, link);
+            if let Some(owed) = state.owed.iter_mut().find(|owed| owed.id == link.id) {
+                owed.refusal = Some(message);
+            }
+            let counts = &mut state.counts;
+            counts.pending -= 1;
+            if how == Unaccepted::Failed {
+                counts.failed += 1;
+            }
+            let nobody_left = counts.pending == 0 && counts.open == 0;
+            let verdict = (nobody_left && !self.parent_accepted.initialized())
+                .then_some(counts.failed == counts.total);
+            (removed, verdict)
+        };
+        drop(removed);
+        match verdict {
+            Some(true) => self.parent.fail_unaccepted(),
+            Some(false) => self.parent.refuse(),
+            None => {}
+        }
+    }
+
+    /// An accepted stream closed itself (or failed): it leaves the table, a
+    /// client that subscribed hears `closed`, and without lazy or pattern
+    /// streams the socket closes with its code when it was the last
+    /// accepting stream. Once the client is leaving, the parent is already
+    /// marked disconnected and that close does nothing.
+    ///
+    /// While another stream is still in its connect handler the socket's
+    /// close waits for it, so a stream that closes early cannot close the
+    /// socket under a stream that is about to accept.
+    pub(crate) async fn stream_closed(&self, link: &StreamLink, code: u16, reason: String) {
+        let (removed, close) = {
+            let mut state = self.state();
+            let removed = self.remove(&mut state, link);
+            let counts = &mut state.counts;
+            counts.open -= 1;
+            if !self.is_dynamic() {
+                counts.deferred_close = (counts.open == 0).then(|| (code, reason.clone()));
+            }
+            (removed, counts.take_due_close())
+        };
+        if removed.is_some_and(|running| running.subscribed) {
+            let frame = closed_frame(link.name(), code, &reason);
+            let _ = self.parent.send_text(Text::known_json(frame)).await;
+        }
+        self.close_parent(close).await;
+    }
+
+    /// The client unsubscribed from a stream that was open or pending.
+    pub(super) fn stream_unsubscribed(&self, was_open: bool) {
+        let counts = &mut self.state().counts;
+        if was_open {
+            counts.open -= 1;
+        } else {
+            counts.pending -= 1;
+        }
+    }
+
+    /// A stream's connect handler returned (whatever it decided). Once no
+    /// stream is in connect, neither is this demultiplexer: its parent
+    /// hears so (an outer demultiplexer waits for it before closing).
+    pub(crate) async fn stream_connected(&self) {
+        let (close, connect_over) = {
+            let mut state = self.state();
+            let counts = &mut state.counts;
+            counts.connecting -= 1;
+            let connect_over = counts.connecting == 0 && !counts.connect_reported;
+            counts.connect_reported |= connect_over;
+            (counts.take_due_close(), connect_over)
+        };
+        if connect_over {
+            Box::pin(self.parent.connect_returned()).await;
+        }
+        self.close_parent(close).await;
+    }
+
+    /// Reports a demultiplexer without eager streams as connected.
+    pub(super) async fn connected_at_once(&self) {
+        self.state().counts.connect_reported = true;
+        Box::pin(self.parent.connect_returned()).await;
+    }
+
+    async fn close_parent(&self, close: Option<(u16, String)>) {
+        if let Some((code, reason)) = close {
+            let _ = Box::pin(self.parent.close_with(code, reason)).await;
+            // A socket's connection ends this session when the client
+            // answers the close; an outer stream has no one to do that.
+            if self.parent.stream().is_some() {
+                self.disconnect(code);
+            }
+        }
+    }
+
+    /// A stream's consumer is ending: a subscribe still waiting for it is
+    /// answered `subscription_refused`.
+    pub(crate) async fn stream_ending(&self, link: &StreamLink) {
+        let owed = {
+            let mut state = self.state();
+            state.refs.retain(|(id, _)| *id != link.id);
+            let owed = state.owed.iter().position(|owed| owed.id == link.id);
+            owed.map(|at| state.owed.swap_remove(at))
+        };
+        if let Some(owed) = owed {
+            let name = link.name();
+            let message = owed
+                .refusal
+                .unwrap_or_else(|| format!("stream {name:?} ended before accepting"));
+            let reference = owed.reference.as_ref().map(Ref::as_json);
+            let _ = self
+                .send_error(
+                    ErrorCode::SubscriptionRefused,
+                    &message,
+                    Some(name),
+                    reference,
+                )
+                .await;
+        }
+    }
+
+    /// The client left with `code`: every stream ends with it, and the
+    /// table empties (each stream's future finishes its disconnect).
+    pub(crate) fn disconnect(&self, code: u16) {
+        let running: Vec<Running> = {
+            let mut state = self.state();
+            state.disconnected = true;
+            state.owed.clear();
+            let named = state.named.iter_mut().filter_map(Option::take);
+            let mut running: Vec<Running> = named.collect();
+            running.extend(state.matched.drain().map(|(_, running)| running));
+            running
+        };
+        for stream in running {
+            stream.ctx.disconnected(code);
+            if let Input::Demux(inner) = &stream.input {
+                inner.disconnect(code);
+            }
+        }
+        self.driver.wake();
+    }
+
+    /// A stream's future has ended.
+    pub(super) fn finished(&self, finished: &Finished) {
+        let removed = {
+            let mut state = self.state();
+            if finished.on_demand {
+                state.on_demand -= 1;
+            }
+            // Normally gone already (it left when it closed, refused or was
+            // unsubscribed); this catches any other way out.
+            let id = finished.id;
+            let named = state
+                .named
+                .iter_mut()
+                .find(|slot| slot.as_ref().is_some_and(|r| r.id == id))
+                .and_then(Option::take);
+            named.or_else(|| {
+                let name = state
+                    .matched
+                    .iter()
+                    .find(|(_, r)| r.id == id)
+                    .map(|(name, _)| name.clone())?;
+                state.matched.remove(&name)
+            })
+        };
+        drop(removed);
+    }
+
+    /// Drops every stream and future (the connection is gone): contexts
+    /// hold this session, so the table must be emptied to be freed.
+    pub(super) fn clear(&self) {
+        let (named, matched, started) = {
+            let mut state = self.state();
+            state.owed.clear();
+            state.refs.clear();
+            (
+                std::mem::take(&mut state.named),
+                std::mem::take(&mut state.matched),
+                std::mem::take(&mut state.started),
+            )
+        };
+        drop((named, matched, started));
+    }
+
+    /// The ref of the frame stream `id` is handling.
+    pub(crate) fn current_ref(&self, id: u32) -> Option<Ref> {
+        let state = self.state();
+        state
+            .refs
+            .iter()
+            .find(|(stream, _)| *stream == id)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// Sets (or with `None`, clears) the ref of the frame stream `id` handles.
+    pub(crate) fn set_current_ref(&self, id: u32, reference: Option<Ref>) {
+        let mut state = self.state();
+        state.refs.retain(|(stream, _)| *stream != id);
+        if let Some(reference) = reference {
+            state.refs.push((id, reference));
+        }
+    }
+
+    /// Answers input that could not be handled: an error frame naming
+    /// `stream` (with the ref of the frame that caused it), or in strict mode
+    /// a 1008 close with the code as reason.
+    pub(crate) async fn send_error(
+        &self,
+        code: ErrorCode,
+        message: &str,
+        stream: Option<&str>,
+        reference: Option<&str>,
+    ) -> Result<(), SendError> {
+        tracing::debug!(%code, message, stream, "frame not handled");
+        crate::metrics::error_frame(code);
+        if self.spec.config.strict {
+            Box::pin(self.parent.close_with(close_code::POLICY, code.as_str())).await
+        } else {
+            let frame = error_frame_with(code.as_str(), message, stream, reference);
+            self.parent.send_text(Text::known_json(frame)).await
+        }
+    }
+}
