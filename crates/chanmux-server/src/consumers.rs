@@ -1,19 +1,23 @@
 //! The consumers of the reference test suite, served by the demo and the
-//! conformance example, and the demo's `chat`.
+//! conformance example, and the demo's `chat`, `room:{id}` and
+//! `ticker:{symbol}`.
 
-use chanmux::layer::{GroupName, LayerError, MAX_NAME_LEN, Message};
+use std::time::Duration;
+
+use chanmux::layer::{GroupName, LayerError, MAX_NAME_LEN};
 use chanmux::{BoxError, Consumer, Context, GroupError, Text};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
-/// `echostream`: sends every payload back unchanged.
+/// `echostream`: sends every payload back unchanged, as a reply (with the
+/// frame's `ref`, when it had one).
 #[derive(Debug, Default)]
 pub struct Echo;
 
 impl Consumer for Echo {
     async fn receive_text(&mut self, ctx: &Context, text: Text) -> Result<(), BoxError> {
-        ctx.send_text(text).await?;
+        ctx.reply_text(text).await?;
         Ok(())
     }
 }
@@ -190,14 +194,12 @@ impl Consumer for Chat {
                     Ok(group) => group,
                     Err(e) => return reply_error(ctx, &e).await,
                 };
-                let layer = ctx.layer().ok_or("the chat stream needs a channel layer")?;
                 // The message is passed on as raw JSON: exact text, one serialisation.
-                let payload = serde_json::to_string(&Said {
+                let said = Said {
                     room: &room,
                     message,
-                })?;
-                let frame = Message::frame(ctx.stream().unwrap_or("chat"), &payload);
-                return match layer.group_send(&group, frame).await {
+                };
+                return match ctx.group_send(group.as_str(), &said).await {
                     Ok(()) => Ok(()),
                     Err(e) => reply_error(ctx, &format!("not delivered: {e}")).await,
                 };
@@ -221,4 +223,103 @@ impl Consumer for Chat {
 async fn reply_error(ctx: &Context, error: &str) -> Result<(), BoxError> {
     ctx.send_json(&json!({"error": error})).await?;
     Ok(())
+}
+
+/// `room:{id}`: a room per id. Subscribing (or a first frame) joins it; a
+/// data frame to `room:X` reaches every connection on `room:X`, the sender
+/// included, as `{"stream": "room:X", "payload": <the same JSON>}`, in every
+/// process sharing the layer. Leaving the stream leaves the room.
+#[derive(Debug, Default)]
+pub struct Room {
+    group: String,
+}
+
+impl Consumer for Room {
+    async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
+        let id = ctx.capture("id").unwrap_or_default();
+        // Rooms are groups named `room.<id>`; an id is at most 100 bytes,
+        // so a long one may not fit a group name.
+        self.group = format!("room.{id}");
+        if let Err(e) = ctx.group_add(&self.group).await {
+            ctx.refuse_with(match e {
+                GroupError::Name(_) => format!(
+                    "room id {id:?} is too long; at most {} bytes",
+                    MAX_NAME_LEN - "room.".len()
+                ),
+                other => join_error(&other),
+            });
+            return Ok(());
+        }
+        ctx.accept().await?;
+        Ok(())
+    }
+
+    async fn receive_text(&mut self, ctx: &Context, text: Text) -> Result<(), BoxError> {
+        // The payload goes on as received: exact text, serialised once.
+        ctx.group_send_text(&self.group, text).await?;
+        Ok(())
+    }
+}
+
+/// `ticker:{symbol}`: after accepting, pushes `{"symbol": "<symbol>",
+/// "seq": n}` with n = 1, 2, 3… every `params.interval_ms` milliseconds
+/// (default 1000, at least 50, at most 3,600,000) until the stream ends.
+#[derive(Debug, Default)]
+pub struct Ticker;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TickerParams {
+    interval_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Tick<'a> {
+    symbol: &'a str,
+    seq: u64,
+}
+
+/// The ticker's bounds on `interval_ms`.
+const TICK_MS: std::ops::RangeInclusive<u64> = 50..=3_600_000;
+
+impl Consumer for Ticker {
+    async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
+        let interval_ms = match ctx.params::<TickerParams>() {
+            Ok(params) => params.and_then(|p| p.interval_ms).unwrap_or(1000),
+            Err(e) => {
+                ctx.refuse_with(format!(
+                    r#"params must be {{"interval_ms": <milliseconds>}}: {e}"#
+                ));
+                return Ok(());
+            }
+        };
+        if !TICK_MS.contains(&interval_ms) {
+            ctx.refuse_with(format!(
+                "interval_ms must be between {} and {}",
+                TICK_MS.start(),
+                TICK_MS.end()
+            ));
+            return Ok(());
+        }
+        ctx.accept().await?;
+        let symbol = ctx.capture("symbol").unwrap_or_default().to_owned();
+        let pusher = ctx.clone();
+        // Stopped when the stream ends, however it ends.
+        ctx.spawn(async move {
+            let period = Duration::from_millis(interval_ms);
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            for seq in 1.. {
+                ticks.tick().await;
+                let tick = Tick {
+                    symbol: &symbol,
+                    seq,
+                };
+                if pusher.send_json(&tick).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(())
+    }
 }

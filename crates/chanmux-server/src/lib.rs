@@ -17,7 +17,9 @@ use chanmux::axum::websocket_with_config;
 use chanmux::layer::SharedLayer;
 use chanmux::{ConnectionConfig, Demultiplexer};
 
-use consumers::{AltEcho, Chat, CloseAfterFirst, CloseWithCode, Echo, NeverAccept, RaiseInConnect};
+use consumers::{
+    AltEcho, Chat, CloseAfterFirst, CloseWithCode, Echo, NeverAccept, RaiseInConnect, Room, Ticker,
+};
 
 /// The demo's channel layer: Redis at `redis_url` when given (failing at
 /// once if it cannot be reached), else in memory.
@@ -37,7 +39,9 @@ pub async fn layer(redis_url: Option<&str>) -> Result<SharedLayer, chanmux_redis
 }
 
 /// The demo's demultiplexer: the seed's `echostream`, `altechostream`,
-/// `closeafterfirst`, `neveraccept`, and `chat` over `layer`.
+/// `closeafterfirst`, `neveraccept`, and `chat` over `layer`, started at
+/// connect; and the streams a client subscribes to, `room:{id}` and
+/// `ticker:{symbol}` (see [`consumers`]).
 pub fn demo_demultiplexer(layer: SharedLayer) -> Demultiplexer {
     Demultiplexer::builder()
         .stream("echostream", || Echo)
@@ -45,6 +49,8 @@ pub fn demo_demultiplexer(layer: SharedLayer) -> Demultiplexer {
         .stream("closeafterfirst", || CloseAfterFirst)
         .stream("neveraccept", || NeverAccept)
         .stream("chat", || Chat)
+        .pattern("room:{id}", Room::default)
+        .pattern("ticker:{symbol}", || Ticker)
         .channel_layer(layer)
         .build()
 }

@@ -4,10 +4,13 @@
 mod support;
 
 mod bad_input;
+mod consumer_api;
 mod exposure;
 mod failures;
 mod fidelity;
+mod leaks;
 mod lifecycle;
 mod limits;
 mod races;
 mod reference;
+mod subscriptions;

@@ -1,6 +1,5 @@
 //! Consumers in groups, through the communicator.
 
-
 use chanmux::layer::{ChannelName, GroupName, InMemoryLayer, LayerStats, Message};
 use chanmux::testing::Communicator;
 use chanmux::{BoxError, Consumer, Context, Demultiplexer, GroupError, Text};
