@@ -1,6 +1,7 @@
-//! `Envelope::parse` and `wrap` against serde_json as the oracle.
+//! `Envelope::parse`, `ClientFrame::parse` and `wrap` against serde_json as
+//! the oracle.
 
-use chanmux_core::{Envelope, EnvelopeError, ErrorCode, wrap};
+use chanmux_core::{ClientFrame, Envelope, EnvelopeError, ErrorCode, MAX_REF_CHARS, wrap};
 use serde_json::Value;
 
 use crate::json::read_json;
@@ -18,6 +19,9 @@ use crate::json::read_json;
 ///   `not_an_object`, `missing_stream`, `missing_payload` (with the stream).
 /// - `wrap(stream, payload)` is valid JSON that parses back to the same
 ///   stream and the identical payload text.
+/// - `ClientFrame::parse` (what the server routes by, PROTOCOL.md) never
+///   panics and classifies the frame as the protocol says (see
+///   [`check_client_frame`]).
 ///
 /// serde_json's `Value` reader stops at nesting depth 128, at numbers out of
 /// `f64` range and at `\u` escapes of unpaired surrogates; all are allowed
@@ -41,9 +45,11 @@ pub fn envelope(data: &[u8]) {
         check_payload_slice(text, env);
         check_wrap_round_trip(env.stream(), env.payload());
     }
+    let frame = ClientFrame::parse(text);
     let Some(oracle) = oracle else {
         return;
     };
+    check_client_frame(text, &frame, &oracle);
     match (parsed, oracle) {
         (Ok(env), Ok(value)) => {
             let object = value
@@ -113,6 +119,97 @@ fn check_rejection(text: &str, err: &EnvelopeError, value: &Value) {
     assert_eq!(err.stream(), stream, "wrong stream in {err:?}: {text:?}");
 }
 
+/// `ClientFrame::parse` against serde_json's reading: a bad `ref` is
+/// refused first; then a frame with a `stream` key is a data frame (version
+/// 1's rules), else the first of `subscribe`, `unsubscribe`, `ping` decides;
+/// what it reads equals serde_json's values.
+fn check_client_frame(
+    text: &str,
+    frame: &Result<ClientFrame<'_>, chanmux_core::Rejected<'_>>,
+    oracle: &Result<Value, serde_json::Error>,
+) {
+    let code = |code: ErrorCode| match frame {
+        Err(rejected) => assert_eq!(rejected.error.code(), code, "{text:?}"),
+        Ok(frame) => panic!("accepted as {frame:?} what should be {code}: {text:?}"),
+    };
+    let Ok(value) = oracle else {
+        return code(ErrorCode::InvalidJson);
+    };
+    let Some(object) = value.as_object() else {
+        return code(ErrorCode::NotAnObject);
+    };
+    let json = |raw: &str| read_json(raw).ok();
+    let reference = object.get("ref");
+    let ref_ok = reference.is_none_or(|r| match r {
+        Value::String(s) => s.chars().count() <= MAX_REF_CHARS,
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        _ => false,
+    });
+    if !ref_ok {
+        return code(ErrorCode::InvalidRef);
+    }
+    let name = |key: &str| object.get(key).and_then(Value::as_str);
+    let same_ref = |got: &Option<&str>| {
+        assert_eq!(
+            got.and_then(json).as_ref(),
+            reference,
+            "ref differs: {text:?}"
+        );
+    };
+    let kind = ["stream", "subscribe", "unsubscribe", "ping"]
+        .into_iter()
+        .find(|key| object.contains_key(*key));
+    match (kind, frame) {
+        (Some("stream") | None, _) if name("stream").is_none() => code(ErrorCode::MissingStream),
+        (Some("stream"), _) if !object.contains_key("payload") => code(ErrorCode::MissingPayload),
+        (Some("subscribe" | "unsubscribe"), _) if name(kind.unwrap()).is_none() => {
+            code(ErrorCode::MissingStream);
+        }
+        (
+            Some("stream"),
+            Ok(ClientFrame::Data {
+                stream,
+                payload,
+                reference: got,
+            }),
+        ) => {
+            assert_eq!(Some(&**stream), name("stream"), "{text:?}");
+            assert_eq!(json(payload).as_ref(), object.get("payload"), "{text:?}");
+            same_ref(got);
+        }
+        (
+            Some("subscribe"),
+            Ok(ClientFrame::Subscribe {
+                stream,
+                params,
+                reference: got,
+            }),
+        ) => {
+            assert_eq!(Some(&**stream), name("subscribe"), "{text:?}");
+            assert_eq!(
+                params.and_then(json).as_ref(),
+                object.get("params"),
+                "{text:?}"
+            );
+            same_ref(got);
+        }
+        (
+            Some("unsubscribe"),
+            Ok(ClientFrame::Unsubscribe {
+                stream,
+                reference: got,
+            }),
+        ) => {
+            assert_eq!(Some(&**stream), name("unsubscribe"), "{text:?}");
+            same_ref(got);
+        }
+        (Some("ping"), Ok(ClientFrame::Ping { value })) => {
+            assert_eq!(json(value).as_ref(), object.get("ping"), "{text:?}");
+        }
+        (kind, frame) => panic!("{kind:?} frame read as {frame:?}: {text:?}"),
+    }
+}
+
 /// The payload is the frame's own text, with no surrounding whitespace.
 fn check_payload_slice(text: &str, env: &Envelope<'_>) {
     let payload = env.payload();
@@ -162,6 +259,12 @@ mod tests {
             "{\"stream\":\"\u{fffd}\",\"payload\":\"\\ud800\"}",
             r#"{"streyload":{"$serde_json::private::RawValue":true}}"#,
             r#"{"stream":"a","payload":{"$serde_json::private::RawValue":"[1]"}}"#,
+            r#"{"subscribe":"room:1","params":{"a":1},"ref":"r"}"#,
+            r#"{"unsubscribe":"room:1","ref":-3}"#,
+            r#"{"ping":[1.50],"unsubscribe":5}"#,
+            r#"{"ping":1,"stream":"s","payload":2,"ref":18446744073709551615}"#,
+            r#"{"subscribe":"a","ref":1.0}"#,
+            r#"{"ref":"x"}"#,
         ] {
             envelope(frame.as_bytes());
         }
