@@ -52,10 +52,50 @@
 //! To serve it, mount it on an axum route with [`axum::websocket`]
 //! (feature `axum`).
 //!
+//! # Streams on demand
+//!
+//! Besides the streams started at connect ([`DemultiplexerBuilder::stream`]),
+//! a demultiplexer can declare streams that start when the client asks:
+//! [`lazy_stream`](DemultiplexerBuilder::lazy_stream) and
+//! [`pattern`](DemultiplexerBuilder::pattern) (`room:{id}`: every matching
+//! name gets its own consumer). The client subscribes and unsubscribes,
+//! tags frames with a `ref` to match replies ([`Context::reply`]), pings,
+//! and hears `subscribed`, `unsubscribed` and `closed`: protocol version 2,
+//! specified in the repository's `PROTOCOL.md`. A client that never sends a
+//! version 2 frame sees exactly version 1.
+//!
+//! ```
+//! use chanmux::testing::Communicator;
+//! use chanmux::{BoxError, Consumer, Context, Demultiplexer, Text};
+//! use serde_json::json;
+//!
+//! /// `room:{id}`: replies with the room it serves.
+//! struct Room;
+//! impl Consumer for Room {
+//!     async fn receive_text(&mut self, ctx: &Context, _text: Text) -> Result<(), BoxError> {
+//!         Ok(ctx.reply(&json!({"room": ctx.capture("id")})).await?)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let demux = Demultiplexer::builder().pattern("room:{id}", || Room).build();
+//! let mut client = Communicator::new(demux, "/ws/");
+//! assert!(client.connect().await.is_accepted());
+//! assert_eq!(client.subscribe("room:42", None).await, Ok(()));
+//! client.send_with_ref("room:42", &"hi", 1).await;
+//! assert_eq!(
+//!     client.receive_json_from().await,
+//!     json!({"stream": "room:42", "payload": {"room": "42"}, "ref": 1})
+//! );
+//! # }
+//! ```
+//!
 //! # How a demultiplexed connection behaves
 //!
-//! - Every stream's consumer gets `connect`. The socket is accepted as soon as
-//!   the first stream accepts; if none accepts within the connect timeout
+//! - Every eager stream's consumer gets `connect`. The socket is accepted as
+//!   soon as the first one accepts (at once when there are none); if none
+//!   accepts within the connect timeout
 //!   ([`ConnectionConfig::connect_timeout`], 5 s), or all refuse, the upgrade
 //!   is answered with HTTP 403 — with 500 if every stream failed in connect.
 //! - A frame reaches a stream only while that stream has accepted and not
@@ -70,11 +110,15 @@
 //!   nesting depth is not limited by recursion, and replies are wrapped
 //!   without re-serialising.
 //! - When a stream closes it stops receiving (frames already queued for it
-//!   are answered with `stream_not_accepting`); when no accepting stream is
-//!   left, and none is still in its connect handler, the socket closes with
-//!   that stream's code.
-//! - On disconnect every consumer gets `disconnect` with the client's code,
-//!   and is stopped if it takes longer than the close timeout (5 s).
+//!   are answered with `stream_not_accepting`) and its consumer ends; a
+//!   client that subscribed to it gets `closed`. Without lazy or pattern
+//!   streams, when no accepting stream is left, and none is still in its
+//!   connect handler, the socket closes with that stream's code; with them
+//!   it stays open for new subscriptions.
+//! - Every consumer ends with `disconnect`, exactly once, however it ends
+//!   (see [`Consumer::disconnect`]); on the client's disconnect, with the
+//!   client's code. It is stopped if it takes longer than the close timeout
+//!   (5 s).
 //! - A consumer that returns an error or panics is logged and its stream
 //!   closed; if it was the last accepting stream the socket closes with 1011.
 //! - Every queue is bounded. A stream whose queue is full answers
@@ -99,11 +143,16 @@
 //! ```
 //!
 //! It has no `payload` key. `stream` is the stream named by the frame when
-//! known, else `null`. The codes are those of [`ErrorCode`]: `invalid_json`,
-//! `not_an_object`, `missing_stream`, `missing_payload`, `unknown_stream`,
+//! known, else `null`; an error caused by a frame with a `ref` carries it.
+//! The codes are those of [`ErrorCode`]: `invalid_json`, `not_an_object`,
+//! `missing_stream`, `missing_payload`, `unknown_stream`,
 //! `stream_not_accepting`, `binary_not_supported`, `frame_too_large`,
-//! `stream_overloaded`, `rate_limited`. With [`DemultiplexerBuilder::strict`]
-//! the socket is closed with 1008 and the code as the reason instead.
+//! `stream_overloaded`, `rate_limited`, and version 2's `invalid_ref`,
+//! `subscription_refused`, `already_subscribed`, `not_subscribed`,
+//! `too_many_streams`; a consumer may add its own ([`AppCode`],
+//! [`Context::send_app_error`]). With [`DemultiplexerBuilder::strict`] the
+//! socket is closed with 1008 and the code as the reason instead (for the
+//! protocol's codes).
 //!
 //! # Safe by default
 //!
@@ -113,14 +162,14 @@
 //! origins are refused (403); connections in all and per client address are
 //! limited (503, 429); a silent client is pinged after 25 s and dropped 10 s
 //! later; a message must arrive within 10 s of its first byte and fit the
-//! frame limit; a connection may send 1,000 frames per second; a consumer may
-//! be in 1,000 groups.
+//! frame limit; a connection may send 1,000 frames per second and start 128
+//! streams; a consumer may be in 1,000 groups.
 //!
 //! # Close codes
 //!
 //! | code | when |
 //! |---|---|
-//! | the stream's own | the last accepting stream closed |
+//! | the stream's own | the last accepting stream closed (without lazy or pattern streams) |
 //! | 1001 | the server is shutting down ([`Shutdown`]), or the client did not answer a ping ("ping timeout") |
 //! | 1002 | the client broke the WebSocket protocol |
 //! | 1007 | a text message was not valid UTF-8 |

@@ -789,11 +789,11 @@ impl Context {
             match self.settled_state().await {
                 ACCEPTED if self.advance(ACCEPTED, CLOSED) => {
                     self.stream_ended();
-                    break Unsubscribed::WasOpen;
+                    break Unsubscribed::FromOpen;
                 }
-                PENDING if self.advance(PENDING, CLOSED) => break Unsubscribed::WasPending,
+                PENDING if self.advance(PENDING, CLOSED) => break Unsubscribed::FromPending,
                 PENDING | ACCEPTED => continue,
-                _ => break Unsubscribed::WasFinished,
+                _ => break Unsubscribed::AlreadyEnded,
             }
         };
         self.end(close_code::NORMAL);
@@ -933,9 +933,9 @@ impl Context {
 /// What an unsubscribe found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unsubscribed {
-    WasOpen,
-    WasPending,
-    WasFinished,
+    FromOpen,
+    FromPending,
+    AlreadyEnded,
 }
 
 #[cfg(test)]

@@ -287,9 +287,9 @@ impl Session {
             return;
         };
         match running.ctx.unsubscribed().await {
-            Unsubscribed::WasOpen => self.stream_unsubscribed(true),
-            Unsubscribed::WasPending => self.stream_unsubscribed(false),
-            Unsubscribed::WasFinished => {}
+            Unsubscribed::FromOpen => self.stream_unsubscribed(true),
+            Unsubscribed::FromPending => self.stream_unsubscribed(false),
+            Unsubscribed::AlreadyEnded => {}
         }
         if let Input::Demux(inner) = &running.input {
             inner.disconnect(chanmux_core::close_code::NORMAL);

@@ -21,6 +21,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use support::*;
 
+mod authorization;
 mod exposure;
 mod tls;
 
