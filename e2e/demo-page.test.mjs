@@ -154,7 +154,7 @@ async function subscribe(p, name, params = '') {
   assert.match(ref, /^p\d+$/);
   const sent = p.locator(`#log .entry[data-kind="sent"][data-ref="${ref}"]`);
   assert.equal(await sent.count(), 1, 'the subscribe was sent with that ref');
-  assert.match(await sent.textContent(), new RegExp(`"subscribe": "${name}"`));
+  assert.match(await sent.textContent(), new RegExp(`"subscribe":\\s*"${name}"`));
 }
 
 /** Fills the Send form and clicks Send. */
@@ -175,10 +175,13 @@ test('ticker: subscribe with params, ticks in order, unsubscribe stops them', as
   const p = await openPage();
   try {
     await subscribe(p, 'ticker:ACME', '{"interval_ms": 100}');
+    const sent = p.locator('#log .entry[data-kind="sent"][data-stream="ticker:ACME"]').last();
+    assert.match(await sent.textContent(), /"params":\s*\{"interval_ms": 100\}/);
+    // Three ticks at 100 ms; at the default 1000 ms they would take 3 s.
     await p.waitForFunction(
       () => document.querySelectorAll('#log .entry[data-kind="received"][data-stream="ticker:ACME"]').length >= 3,
       null,
-      { timeout: 5000 },
+      { timeout: 2000 },
     );
     const ticks = await payloads(p, 'ticker:ACME');
     assert.deepEqual(ticks.slice(0, 3), [

@@ -40,6 +40,10 @@ IN_FLIGHT = [1, 16]
 PAYLOADS = [64, 4096]
 IDLE_COUNTS = [1000, 10000]
 MOST_CONNECTIONS = 19000
+CHURN_CONNECTIONS = 1000 if QUICK else 10000
+CHURN_STREAMS = 50
+CHURN_PHASES = {"baseline": "before", "open": "connections open", "churned": "after the churn, connections open",
+                "closed": "after the connections closed"}
 # Read buffer sizes for the memory/throughput trade-off.
 READ_BUFFERS = [1024, 4096, 16384, 131072]
 # ConnectionConfig::read_buffer_size's default (crates/chanmux/src/connection/config.rs).
@@ -191,6 +195,28 @@ def idle_memory(server, count, sources=1, url=None):
     return held, (rss - baseline) / max(held, 1), summary.get("first_error"), rss
 
 
+def churn_memory(server, count, streams):
+    """Runs `chanmux-load churn` against the demo's pattern streams and
+    returns the server's RSS (KiB) at each phase, with the load's summary."""
+    marks = {"baseline": server.rss_kib()}
+    command = ["taskset", "-c", LOAD_CPU, str(RELEASE / "chanmux-load"), "churn", "--url", server.url,
+               "-c", str(count), "--streams", str(streams), "--hold", "3"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    phases = {"all open": "open", "churned": "churned", "all closed": "closed"}
+    for line in process.stderr:
+        phase = next((name for prefix, name in phases.items() if line.startswith(prefix)), None)
+        if phase:
+            time.sleep(1.5)
+            marks[phase] = server.rss_kib()
+            if phase == "closed":
+                break
+    out, err = process.communicate(timeout=1200)
+    if process.returncode != 0:
+        raise RuntimeError(f"chanmux-load churn failed: {err.strip()[-2000:]}")
+    summary = json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
+    return {**marks, **summary}
+
+
 def spread(values):
     return statistics.median(values), min(values), max(values)
 
@@ -204,7 +230,8 @@ def report_only():
     started = datetime.datetime.fromisoformat(raw["started"])
     buffers = {key(k): v for k, v in raw.get("buffers", {}).items()}
     write_report(started, results, [tuple(x) for x in raw["rss_after_runs"]], idle,
-                 tuple(raw["most"]), raw["still_serving"], raw["fanout_table"], buffers)
+                 tuple(raw["most"]), raw["still_serving"], raw["fanout_table"], buffers,
+                 raw.get("churn"))
     write_chart(results)
 
 
@@ -253,6 +280,12 @@ def main():
             log(f"   held {idle[(kind, count)][0]}, {idle[(kind, count)][1]:.1f} KiB each")
             server.stop()
 
+    log(f"== churn: {CHURN_CONNECTIONS} connections × {CHURN_STREAMS} pattern streams")
+    server = Server("chanmux")
+    churn = churn_memory(server, CHURN_CONNECTIONS, CHURN_STREAMS)
+    server.stop()
+    log(f"   RSS MiB: " + ", ".join(f"{k} {churn[k] / 1024:.1f}" for k in CHURN_PHASES))
+
     buffers = {}  # (kind, read buffer) -> {"idle_kib", "64", "4096"}
     for size in READ_BUFFERS:
         log(f"== read buffer {size} B")
@@ -296,9 +329,11 @@ def main():
         "still_serving": still_serving,
         "fanout_table": fanout_table,
         "buffers": {"|".join(map(str, key)): value for key, value in buffers.items()},
+        "churn": churn,
     }
     (ROOT / "target" / "bench-results.json").write_text(json.dumps(raw))
-    write_report(started, results, rss_after_runs, idle, most, still_serving, fanout_table, buffers)
+    write_report(started, results, rss_after_runs, idle, most, still_serving, fanout_table, buffers,
+                 churn)
     write_chart(results)
     log(f"== wrote {REPORT} and {CHART}")
 
@@ -308,7 +343,8 @@ def fmt_spread(values, digits=0):
     return f"{m:,.{digits}f} ({lo:,.{digits}f}–{hi:,.{digits}f})"
 
 
-def write_report(started, results, rss_after_runs, idle, most, still_serving, fanout_table, buffers):
+def write_report(started, results, rss_after_runs, idle, most, still_serving, fanout_table, buffers,
+                 churn=None):
     cpu = platform.processor() or "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -435,6 +471,19 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
       "budget and `net.ipv4.tcp_mem` tuning, and more than ~28k connections per source address "
       "need several source addresses, as `chanmux-load idle --sources` does.)\n")
 
+    if churn:
+        w("## Streams on demand: memory under churn\n")
+        w(f"`chanmux-load churn -c {churn['connections']:,} --streams {CHURN_STREAMS}` against the demo's "
+          "`/ws/`: every connection subscribes to a `room:{id}` stream (its consumer joins the room's "
+          "group), waits for `subscribed`, unsubscribes, waits for `unsubscribed`, 50 times "
+          f"({churn['cycles']:,} cycles in {churn['churn_seconds']:.1f} s, 200 connections at a time), "
+          "then all close. The server's RSS at each phase:\n")
+        w("| phase | RSS |")
+        w("|---|---|")
+        for phase, label in CHURN_PHASES.items():
+            w(f"| {label} | {churn[phase] / 1024:.1f} MiB |")
+        w("")
+
     w("## Memory after load\n")
     w("chanmux's RSS after its warm-up and after each repeat of the heaviest echo run:\n")
     for label, kib in rss_after_runs:
@@ -465,6 +514,12 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
     if ("operated", IDLE_COUNTS[-1]) in idle:
         idle_o = idle[("operated", IDLE_COUNTS[-1])][1]
         w(f"| with metrics and spans on: ≤ 10 KiB RSS per idle connection | {idle_o:.1f} KiB | {verdict(idle_o <= 10)} |")
+    if churn:
+        grew = churn["churned"] - churn["open"]
+        back = churn["closed"] - churn["baseline"]
+        w(f"| {churn['connections']:,} connections × {CHURN_STREAMS} streams subscribed and unsubscribed leave "
+          f"RSS where it was before (within 5 %) | {grew / 1024:+.1f} MiB with the connections open, "
+          f"{back / 1024:+.1f} MiB after they closed | {verdict(grew <= 0.05 * churn['open'])} |")
     w(f"| {MOST_CONNECTIONS:,} connections held by one process | {most[0]:,} | {verdict(most[0] >= MOST_CONNECTIONS and still_serving)} |")
     w(f"| RSS does not grow across {len(rss_values)} runs | {', '.join(f'{v / 1024:.1f}' for v in rss_values)} MiB | {verdict(not grows)} |")
     w("")

@@ -3,12 +3,14 @@
 //!
 //! - [`echo`]: closed-loop echo with every reply checked ([`verify`]).
 //! - [`idle`]: many held connections, spread over 127.0.0.x source addresses.
+//! - [`churn`]: connections subscribing to and unsubscribing from many streams.
 //! - [`fanout`]: N members of one room; time until the last has each message.
 //! - [`chaos`]: many actors misbehaving at once, then health and leak checks.
 //!
 //! The figures it prints are measurements, not tests: nothing here asserts a time.
 
 pub mod chaos;
+pub mod churn;
 pub mod echo;
 pub mod fanout;
 pub mod idle;

@@ -108,21 +108,23 @@ impl<'a> ClientFrame<'a> {
             }
         };
         let with_ref = |error| Rejected { error, reference };
-        let name = |raw: Option<&'a RawValue>| {
+        let name = |raw: Option<&'a RawValue>, error| {
             raw.and_then(object::json_str)
-                .ok_or_else(|| with_ref(EnvelopeError::MissingStream))
+                .ok_or_else(|| with_ref(error))
         };
         if stream.is_none() {
             if subscribe.is_some() {
+                let field = "subscribe";
                 return Ok(ClientFrame::Subscribe {
-                    stream: name(subscribe)?,
+                    stream: name(subscribe, EnvelopeError::NotAStreamName { field })?,
                     params: params.map(RawValue::get),
                     reference,
                 });
             }
             if unsubscribe.is_some() {
+                let field = "unsubscribe";
                 return Ok(ClientFrame::Unsubscribe {
-                    stream: name(unsubscribe)?,
+                    stream: name(unsubscribe, EnvelopeError::NotAStreamName { field })?,
                     reference,
                 });
             }
@@ -130,7 +132,7 @@ impl<'a> ClientFrame<'a> {
                 return Ok(ClientFrame::Ping { value: value.get() });
             }
         }
-        let stream = name(stream)?;
+        let stream = name(stream, EnvelopeError::MissingStream)?;
         let payload = payload.ok_or_else(|| {
             with_ref(EnvelopeError::MissingPayload {
                 stream: stream.clone().into_owned(),
@@ -282,6 +284,11 @@ mod tests {
         assert_eq!(
             error(r#"{"unsubscribe":null}"#),
             (ErrorCode::MissingStream, None)
+        );
+        let rejected = ClientFrame::parse(r#"{"subscribe":null}"#).unwrap_err();
+        assert_eq!(
+            rejected.error.to_string(),
+            "`subscribe` must be a stream name (a string)"
         );
         assert_eq!(error(r#"{"ref":2}"#), (ErrorCode::MissingStream, Some("2")));
     }

@@ -43,6 +43,12 @@ pub enum EnvelopeError {
         /// The stream the frame named.
         stream: String,
     },
+    /// A `subscribe` or `unsubscribe` whose value is not a stream name.
+    #[error("`{field}` must be a stream name (a string)")]
+    NotAStreamName {
+        /// The field: `subscribe` or `unsubscribe`.
+        field: &'static str,
+    },
     /// The frame's `ref` is not a string of at most 64 characters or an
     /// integer (see [`Ref`](crate::Ref)).
     #[error("`ref` must be a string of at most 64 characters or an integer")]
@@ -58,7 +64,9 @@ impl EnvelopeError {
         match self {
             EnvelopeError::InvalidJson(_) => ErrorCode::InvalidJson,
             EnvelopeError::NotAnObject => ErrorCode::NotAnObject,
-            EnvelopeError::MissingStream => ErrorCode::MissingStream,
+            EnvelopeError::MissingStream | EnvelopeError::NotAStreamName { .. } => {
+                ErrorCode::MissingStream
+            }
             EnvelopeError::MissingPayload { .. } => ErrorCode::MissingPayload,
             EnvelopeError::InvalidRef { .. } => ErrorCode::InvalidRef,
         }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chanmux_bench::{chaos, echo, fanout, idle};
+use chanmux_bench::{chaos, churn, echo, fanout, idle};
 use clap::{Parser, Subcommand};
 
 /// Load generator for servers speaking {"stream", "payload"} frames.
@@ -42,6 +42,31 @@ enum Command {
         /// Send bare payloads to a plain echo server (no envelope).
         #[arg(long)]
         bare: bool,
+    },
+    /// Open connections, subscribe each to many pattern streams and
+    /// unsubscribe again, hold, close: for watching the server's memory.
+    Churn {
+        /// Target URL, with an IP address.
+        #[arg(long, default_value = "ws://127.0.0.1:8000/ws/")]
+        url: String,
+        /// Connections.
+        #[arg(long, short = 'c', default_value_t = 1000)]
+        connections: usize,
+        /// Streams per connection.
+        #[arg(long, default_value_t = 50)]
+        streams: usize,
+        /// Stream names; `{}` becomes a number.
+        #[arg(long, default_value = "room:{}")]
+        pattern: String,
+        /// Source addresses 127.0.0.1 ... 127.0.0.N.
+        #[arg(long, default_value_t = 1)]
+        sources: u8,
+        /// Connections churning at once.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// Seconds to hold after the churn and after closing.
+        #[arg(long, default_value_t = 3.0)]
+        hold: f64,
     },
     /// Open connections and hold them.
     Idle {
@@ -158,6 +183,27 @@ async fn main() -> anyhow::Result<()> {
             if !summary.is_clean() {
                 std::process::exit(2);
             }
+        }
+        Command::Churn {
+            url,
+            connections,
+            streams,
+            pattern,
+            sources,
+            concurrency,
+            hold,
+        } => {
+            let config = churn::ChurnConfig {
+                url,
+                connections,
+                streams,
+                pattern,
+                sources,
+                concurrency,
+                hold: Duration::from_secs_f64(hold),
+            };
+            let summary = churn::run(&config).await?;
+            println!("{}", serde_json::to_string(&summary).context("summary")?);
         }
         Command::Idle {
             url,

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 
 use futures_util::FutureExt;
@@ -46,7 +47,7 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> Started {
                 let _ = opening.accept_parent(None).await;
                 opening.connected_at_once().await;
                 Finished {
-                    id: u32::MAX,
+                    id: None,
                     on_demand: false,
                 }
             }
@@ -57,6 +58,7 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> Started {
         future: Box::pin(Driver {
             session: session.clone(),
             streams,
+            done: false,
         }),
         input: Input::Demux(session),
     }
@@ -67,6 +69,8 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> Started {
 struct Driver {
     session: Arc<Session>,
     streams: FuturesUnordered<BoxFuture<'static, Finished>>,
+    /// The client has left: done once the streams are.
+    done: bool,
 }
 
 impl Future for Driver {
@@ -75,17 +79,23 @@ impl Future for Driver {
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let this = &mut *self;
         loop {
-            let done = {
-                let mut state = this.session.state();
-                for stream in state.started.drain(..) {
+            this.session.driver.register(cx.waker());
+            // Most polls are a stream's message: the table is locked only
+            // when streams were started or the client left.
+            if this.session.news.swap(false, Ordering::AcqRel) {
+                let (started, disconnected) = {
+                    let mut state = this.session.state();
+                    // Taken whole, so an idle connection keeps no buffer.
+                    (std::mem::take(&mut state.started), state.disconnected)
+                };
+                this.done |= disconnected;
+                for stream in started {
                     this.streams.push(stream);
                 }
-                this.session.driver.register(cx.waker());
-                state.disconnected
-            };
+            }
             match this.streams.poll_next_unpin(cx) {
                 Poll::Ready(Some(finished)) => this.session.finished(&finished),
-                Poll::Ready(None) if done => return Poll::Ready(()),
+                Poll::Ready(None) if this.done => return Poll::Ready(()),
                 Poll::Ready(None) | Poll::Pending => return Poll::Pending,
             }
         }

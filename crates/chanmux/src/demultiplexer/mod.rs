@@ -16,6 +16,7 @@ mod session;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -143,6 +144,10 @@ pub struct DemultiplexerConfig {
     /// get `frame_too_large`. They are kept as long as the stream runs.
     /// Default 4096.
     pub max_params_size: usize,
+    /// How long a `subscribe` waits for the stream's consumer to accept or
+    /// refuse; then it is answered `subscription_refused` (and a stream the
+    /// subscribe started is refused). Default 5 s, as the connect timeout.
+    pub subscribe_timeout: Duration,
 }
 
 impl Default for DemultiplexerConfig {
@@ -154,6 +159,7 @@ impl Default for DemultiplexerConfig {
             strict: false,
             max_streams: 128,
             max_params_size: 4096,
+            subscribe_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -366,6 +372,13 @@ impl DemultiplexerBuilder {
     /// Largest `params` of a `subscribe`, in bytes (default 4096).
     pub fn max_params_size(mut self, bytes: usize) -> Self {
         self.config.max_params_size = bytes;
+        self
+    }
+
+    /// How long a `subscribe` waits for the consumer to decide (default
+    /// 5 s); see [`DemultiplexerConfig::subscribe_timeout`].
+    pub fn subscribe_timeout(mut self, timeout: Duration) -> Self {
+        self.config.subscribe_timeout = timeout;
         self
     }
 

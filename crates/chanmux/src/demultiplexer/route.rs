@@ -232,16 +232,20 @@ impl Session {
                 )),
                 Found::Running(running) => {
                     running.subscribed = true;
-                    let (id, accepted) = (running.id, running.accepted);
+                    let (id, accepted, ctx) = (running.id, running.accepted, running.ctx.clone());
                     if !accepted {
-                        Session::owe(&mut state, id, owned_ref);
+                        self.owe(&mut state, id, ctx, owned_ref);
                     }
                     Ok(accepted)
                 }
                 Found::Stopped(index) | Found::Matches(index) => self
                     .start_on_demand(&mut state, index, name, params, true)
                     .map(|id| {
-                        Session::owe(&mut state, id, owned_ref);
+                        let ctx = match self.find(&mut state, name) {
+                            Found::Running(running) => running.ctx.clone(),
+                            _ => unreachable!("the stream was just started"),
+                        };
+                        self.owe(&mut state, id, ctx, owned_ref);
                         false
                     }),
                 Found::Unknown => Err(Routed::Refused(
@@ -267,19 +271,29 @@ impl Session {
     }
 
     /// `{"unsubscribe": name}`: stops the running stream (its consumer
-    /// hears `disconnect` with 1000), then answers `unsubscribed`.
+    /// hears `disconnect` with 1000), then answers `unsubscribed` (after
+    /// answering a subscribe still waiting for it).
     async fn unsubscribe(&self, name: &str, reference: Option<&str>) {
-        let running = {
+        let (running, owed) = {
             let mut state = self.state();
             let found = match self.find(&mut state, name) {
                 Found::Running(running) => Some(running.id),
                 _ => None,
             };
-            found.and_then(|id| {
-                Session::forgive(&mut state, id);
-                self.take(&mut state, name, id)
-            })
+            let owed = found.and_then(|id| Session::forgive(&mut state, id));
+            (found.and_then(|id| self.take(&mut state, name, id)), owed)
         };
+        if let Some(owed) = owed {
+            let message = format!("unsubscribed from {name:?} before it accepted");
+            let owed_ref = owed.as_ref().map(Ref::as_json);
+            self.reject(
+                ErrorCode::SubscriptionRefused,
+                &message,
+                Some(name),
+                owed_ref,
+            )
+            .await;
+        }
         let Some(running) = running else {
             let message = format!("not subscribed to {name:?}");
             self.reject(ErrorCode::NotSubscribed, &message, Some(name), reference)

@@ -4,7 +4,9 @@
 //! Routing a frame (route.rs) and running the streams (driver.rs) build on it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use chanmux_core::{ErrorCode, Ref, close_code, closed_frame, error_frame_with, subscribed_frame};
 use futures_util::FutureExt;
@@ -27,6 +29,9 @@ pub(crate) struct Session {
     state: Mutex<State>,
     /// Wakes the driver: a stream was started, or the client left.
     pub(super) driver: AtomicWaker,
+    /// Set with each start and at the client's leaving, so the driver
+    /// locks the table only when there is something to take in.
+    pub(super) news: AtomicBool,
 }
 
 pub(super) struct State {
@@ -49,6 +54,23 @@ pub(super) struct State {
     pub(super) disconnected: bool,
 }
 
+impl State {
+    /// Gives back the memory of tables that have emptied: a connection
+    /// that subscribed once and unsubscribed again goes back to its size
+    /// before (HashMap and Vec keep their capacity otherwise).
+    fn shrink_empty(&mut self) {
+        if self.matched.is_empty() && self.matched.capacity() > 0 {
+            self.matched = HashMap::new();
+        }
+        if self.owed.is_empty() && self.owed.capacity() > 0 {
+            self.owed = Vec::new();
+        }
+        if self.refs.is_empty() && self.refs.capacity() > 0 {
+            self.refs = Vec::new();
+        }
+    }
+}
+
 /// One running stream of this connection.
 pub(super) struct Running {
     pub(super) id: u32,
@@ -67,9 +89,10 @@ struct Owed {
     refusal: Option<String>,
 }
 
-/// A stream's future ended: which one, and whether the client started it.
+/// A future of the driver ended: which stream's (`None` for a timer or
+/// the socket's opening), and whether the client started it.
 pub(super) struct Finished {
-    pub(super) id: u32,
+    pub(super) id: Option<u32>,
     pub(super) on_demand: bool,
 }
 
@@ -137,7 +160,14 @@ impl Session {
                 disconnected: false,
             }),
             driver: AtomicWaker::new(),
+            news: AtomicBool::new(false),
         }
+    }
+
+    /// Tells the driver to look at the table.
+    fn wake_driver(&self) {
+        self.news.store(true, Ordering::Release);
+        self.driver.wake();
     }
 
     pub(crate) fn parent(&self) -> &Context {
@@ -219,7 +249,7 @@ impl Session {
             started
                 .future
                 .map(move |()| Finished {
-                    id,
+                    id: Some(id),
                     on_demand: by_client,
                 })
                 .boxed(),
@@ -244,21 +274,23 @@ impl Session {
         counts.pending += 1;
         counts.connecting += 1;
         counts.total += 1;
-        self.driver.wake();
+        self.wake_driver();
         id
     }
 
     /// Takes the running stream `link` out of the table, if it is still
     /// there (a later run under the same name is left alone).
     fn remove(&self, state: &mut State, link: &StreamLink) -> Option<Running> {
-        if self.spec.entries[link.declared.index].is_pattern() {
+        let removed = if self.spec.entries[link.declared.index].is_pattern() {
             match state.matched.get(link.name()) {
                 Some(running) if running.id == link.id => state.matched.remove(link.name()),
                 _ => None,
             }
         } else {
             state.named[link.declared.index].take_if(|running| running.id == link.id)
-        }
+        };
+        state.shrink_empty();
+        removed
     }
 
     /// Takes stream `name` out of the table if its run is `id`.
@@ -267,25 +299,102 @@ impl Session {
             let slot = &mut state.named[index];
             return slot.take_if(|running| running.id == id);
         }
-        match state.matched.get(name) {
+        let taken = match state.matched.get(name) {
             Some(running) if running.id == id => state.matched.remove(name),
             _ => None,
-        }
+        };
+        state.shrink_empty();
+        taken
     }
 
-    /// Owes the client a `subscribed` for stream `id` once it accepts.
-    pub(super) fn owe(state: &mut State, id: u32, reference: Option<Ref>) {
+    /// Owes the client a `subscribed` for stream `id` (whose context is
+    /// `ctx`) once it accepts; if it has neither accepted nor refused within
+    /// the subscribe timeout, the subscribe is answered
+    /// `subscription_refused` instead.
+    pub(super) fn owe(
+        self: &Arc<Self>,
+        state: &mut State,
+        id: u32,
+        ctx: Context,
+        reference: Option<Ref>,
+    ) {
         state.owed.push(Owed {
             id,
             reference,
             refusal: None,
         });
+        let session = Arc::downgrade(self);
+        let timeout = self.spec.config.subscribe_timeout;
+        state.started.push(
+            async move {
+                tokio::select! {
+                    () = tokio::time::sleep(timeout) => {
+                        if let Some(session) = session.upgrade() {
+                            session.subscribe_timed_out(id, &ctx, timeout).await;
+                        }
+                    }
+                    // Ended first (or the client left): nothing to time out.
+                    () = ctx.closing() => {}
+                }
+                Finished {
+                    id: None,
+                    on_demand: false,
+                }
+            }
+            .boxed(),
+        );
+        self.wake_driver();
     }
 
-    /// The client unsubscribed from the running stream `id` before it
-    /// accepted: nothing is owed any more.
-    pub(super) fn forgive(state: &mut State, id: u32) {
-        state.owed.retain(|owed| owed.id != id);
+    /// A subscribe waited `timeout` for stream `id` to decide. A stream the
+    /// client started is refused (which answers the subscribe); a stream
+    /// started at connect runs on, and the subscribe is refused alone.
+    async fn subscribe_timed_out(&self, id: u32, ctx: &Context, timeout: Duration) {
+        let Some(link) = ctx.stream_link() else {
+            return;
+        };
+        let message = format!(
+            "stream {:?} did not accept within {} s",
+            link.name(),
+            timeout.as_secs_f64()
+        );
+        if link.on_demand.is_some() {
+            if self.state().owed.iter().any(|owed| owed.id == id) {
+                ctx.refuse_with(message);
+            }
+            return;
+        }
+        let owed = {
+            let mut state = self.state();
+            let owed = Session::forgive(&mut state, id);
+            if owed.is_some()
+                && let Found::Running(running) = self.find(&mut state, link.name())
+                && running.id == id
+            {
+                running.subscribed = false;
+            }
+            owed
+        };
+        if let Some(owed) = owed {
+            let reference = owed.as_ref().map(Ref::as_json);
+            let _ = self
+                .send_error(
+                    ErrorCode::SubscriptionRefused,
+                    &message,
+                    Some(link.name()),
+                    reference,
+                )
+                .await;
+        }
+    }
+
+    /// Nothing is owed for stream `id` any more (it was unsubscribed before
+    /// it accepted, say): returns the subscribe's ref if one was owed.
+    pub(super) fn forgive(state: &mut State, id: u32) -> Option<Option<Ref>> {
+        let at = state.owed.iter().position(|owed| owed.id == id)?;
+        let owed = state.owed.swap_remove(at);
+        state.shrink_empty();
+        Some(owed.reference)
     }
 
     /// A stream accepted: the socket is accepted by the first one; a client
@@ -322,7 +431,9 @@ impl Session {
                 running.accepted = true;
             }
             let owed = state.owed.iter().position(|owed| owed.id == link.id);
-            owed.map(|at| state.owed.swap_remove(at))
+            let owed = owed.map(|at| state.owed.swap_remove(at));
+            state.shrink_empty();
+            owed
         };
         if let Some(owed) = owed {
             let reference = owed.reference.as_ref().map(Ref::as_json);
@@ -458,7 +569,9 @@ impl Session {
             let mut state = self.state();
             state.refs.retain(|(id, _)| *id != link.id);
             let owed = state.owed.iter().position(|owed| owed.id == link.id);
-            owed.map(|at| state.owed.swap_remove(at))
+            let owed = owed.map(|at| state.owed.swap_remove(at));
+            state.shrink_empty();
+            owed
         };
         if let Some(owed) = owed {
             let name = link.name();
@@ -495,7 +608,7 @@ impl Session {
                 inner.disconnect(code);
             }
         }
-        self.driver.wake();
+        self.wake_driver();
     }
 
     /// A stream's future has ended.
@@ -507,20 +620,24 @@ impl Session {
             }
             // Normally gone already (it left when it closed, refused or was
             // unsubscribed); this catches any other way out.
-            let id = finished.id;
+            let Some(id) = finished.id else {
+                return;
+            };
             let named = state
                 .named
                 .iter_mut()
                 .find(|slot| slot.as_ref().is_some_and(|r| r.id == id))
                 .and_then(Option::take);
-            named.or_else(|| {
+            let removed = named.or_else(|| {
                 let name = state
                     .matched
                     .iter()
                     .find(|(_, r)| r.id == id)
                     .map(|(name, _)| name.clone())?;
                 state.matched.remove(&name)
-            })
+            });
+            state.shrink_empty();
+            removed
         };
         drop(removed);
     }
@@ -555,8 +672,9 @@ impl Session {
     pub(crate) fn set_current_ref(&self, id: u32, reference: Option<Ref>) {
         let mut state = self.state();
         state.refs.retain(|(stream, _)| *stream != id);
-        if let Some(reference) = reference {
-            state.refs.push((id, reference));
+        match reference {
+            Some(reference) => state.refs.push((id, reference)),
+            None => state.shrink_empty(),
         }
     }
 

@@ -525,3 +525,71 @@ async fn a_version_1_client_sees_only_version_1_frames() {
     }
     assert!(comm.receive_nothing().await);
 }
+
+#[tokio::test]
+async fn a_subscribe_to_a_stream_that_never_decides_is_refused_at_the_subscribe_timeout() {
+    let demux = Demultiplexer::builder()
+        .stream("echo", || Echo)
+        .stream("neveraccept", || NeverAccept)
+        .pattern("undecided:{id}", || NeverAccept)
+        .subscribe_timeout(std::time::Duration::from_millis(200))
+        .build();
+    let mut comm = connected(demux).await;
+    // Started by the subscribe: refused, and the stream is gone.
+    comm.send_json_to(&json!({"subscribe": "undecided:1", "ref": 1}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"error": {"code": "subscription_refused", "message": "stream \"undecided:1\" did not accept within 0.2 s"}, "stream": "undecided:1", "ref": 1})
+    );
+    assert_eq!(
+        comm.unsubscribe("undecided:1").await.unwrap_err()["error"]["code"],
+        "not_subscribed"
+    );
+    // Started at connect: the subscribe is refused, the stream runs on, and
+    // the client may subscribe again.
+    comm.send_json_to(&json!({"subscribe": "neveraccept", "ref": 2}))
+        .await;
+    let refused = comm.receive_json_from().await;
+    assert_eq!(
+        (&refused["error"]["code"], &refused["ref"]),
+        (&json!("subscription_refused"), &json!(2))
+    );
+    comm.send_json_to(&json!({"subscribe": "neveraccept", "ref": 3}))
+        .await;
+    assert_eq!(comm.receive_json_from().await["ref"], 3);
+}
+
+#[tokio::test]
+async fn unsubscribing_before_the_stream_decides_answers_the_subscribe_too() {
+    let demux = Demultiplexer::builder()
+        .pattern("undecided:{id}", || NeverAccept)
+        .build();
+    let mut comm = connected(demux).await;
+    comm.send_json_to(&json!({"subscribe": "undecided:1", "ref": "s"}))
+        .await;
+    comm.send_json_to(&json!({"unsubscribe": "undecided:1", "ref": "u"}))
+        .await;
+    let refused = comm.receive_json_from().await;
+    assert_eq!(
+        (&refused["error"]["code"], &refused["ref"]),
+        (&json!("subscription_refused"), &json!("s"))
+    );
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"unsubscribed": "undecided:1", "ref": "u"})
+    );
+    assert!(comm.receive_nothing().await);
+}
+
+#[tokio::test]
+async fn a_control_frame_without_a_stream_name_says_which_field_is_wrong() {
+    let log = Log::default();
+    let mut comm = connected(probes(&log)).await;
+    comm.send_json_to(&json!({"subscribe": null, "ref": 4}))
+        .await;
+    assert_eq!(
+        comm.receive_json_from().await,
+        json!({"error": {"code": "missing_stream", "message": "`subscribe` must be a stream name (a string)"}, "stream": null, "ref": 4})
+    );
+}
