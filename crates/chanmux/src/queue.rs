@@ -6,17 +6,18 @@
 //! allocates a block of 32 slots per queue up front (2,336 bytes per stream
 //! inbox under valgrind's massif, see BENCHMARKS.md's notes), which made
 //! queues the largest part of an idle connection's memory. This one keeps its messages in a `VecDeque` that
-//! grows on first use, under a mutex that is never held across an await;
-//! the one receiver is woken through an `AtomicWaker` (no lock on the
-//! per-message path), senders that wait for room through a `Notify`.
+//! grows on first use, under a mutex that is never held across an await.
+//! The one receiver's waker is kept under the same mutex, so a message
+//! costs one lock on each side and no atomic waker of its own; it is woken
+//! only when it waits, by reference (no waker clone per message). Senders
+//! that wait for room are woken through a `Notify`.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
-use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 /// Why [`Sender::try_send`] did not queue the message (which it returns).
@@ -55,12 +56,13 @@ pub(crate) fn bounded_bytes<T>(
             reserved: 0,
             bytes: 0,
             closed: false,
+            receiver: None,
+            waiting: false,
         }),
         capacity,
         max_bytes,
         weigh,
         senders: AtomicUsize::new(1),
-        ready: AtomicWaker::new(),
         room: Notify::new(),
     });
     (
@@ -78,8 +80,6 @@ struct Shared<T> {
     weigh: fn(&T) -> usize,
     /// Live [`Sender`]s; at zero, the receiver sees the end once drained.
     senders: AtomicUsize,
-    /// Wakes the receiver: a message arrived or the last sender left.
-    ready: AtomicWaker,
     /// Wakes a waiting sender: a slot freed up or the queue closed.
     room: Notify,
 }
@@ -91,6 +91,22 @@ struct State<T> {
     /// What the queued messages weigh.
     bytes: usize,
     closed: bool,
+    /// The receiver's waker, kept between waits (its task's waker rarely
+    /// changes, so it is cloned once, not once per message).
+    receiver: Option<Waker>,
+    /// The receiver is waiting: the next message (or the end) wakes it.
+    waiting: bool,
+}
+
+impl<T> State<T> {
+    /// Wakes the receiver if it waits (a message arrived, or the end).
+    fn wake_receiver(&mut self) {
+        if std::mem::take(&mut self.waiting)
+            && let Some(waker) = &self.receiver
+        {
+            waker.wake_by_ref();
+        }
+    }
 }
 
 impl<T> Shared<T> {
@@ -169,8 +185,7 @@ impl<T> Sender<T> {
         }
         state.bytes += weight;
         state.items.push_back(value);
-        drop(state);
-        shared.ready.wake();
+        state.wake_receiver();
         Ok(())
     }
 
@@ -237,7 +252,7 @@ impl<T> Clone for Sender<T> {
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.ready.wake();
+            self.shared.state().wake_receiver();
         }
     }
 }
@@ -254,8 +269,11 @@ impl<T> WeakSender<T> {
     /// Refuses further messages, as [`Receiver::close`] does: the receiver
     /// gets those already queued, then the end.
     pub(crate) fn close(&self) {
-        self.shared.state().closed = true;
-        self.shared.ready.wake();
+        {
+            let mut state = self.shared.state();
+            state.closed = true;
+            state.wake_receiver();
+        }
         self.shared.room.notify_waiters();
     }
 
@@ -285,8 +303,7 @@ impl<T> Permit<'_, T> {
         }
         state.bytes += (shared.weigh)(&value);
         state.items.push_back(value);
-        drop(state);
-        shared.ready.wake();
+        state.wake_receiver();
     }
 }
 
@@ -311,18 +328,30 @@ impl<T> Receiver<T> {
     /// Polls for the next message (see [`recv`](Self::recv)).
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let shared = &*self.shared;
-        match shared.pop() {
-            Ok(value) => return Poll::Ready(Some(value)),
-            Err(Empty::Ended) => return Poll::Ready(None),
-            Err(Empty::Waiting) => {}
-        }
-        shared.ready.register(cx.waker());
-        // Looks again: a message sent before the waker was registered
-        // would otherwise wait for the next one.
-        match shared.pop() {
-            Ok(value) => Poll::Ready(Some(value)),
-            Err(Empty::Ended) => Poll::Ready(None),
-            Err(Empty::Waiting) => Poll::Pending,
+        let mut state = shared.state();
+        match state.items.pop_front() {
+            Some(value) => {
+                state.bytes -= (shared.weigh)(&value);
+                drop(state);
+                shared.room.notify_one();
+                Poll::Ready(Some(value))
+            }
+            None if state.closed || shared.senders.load(Ordering::Acquire) == 0 => {
+                Poll::Ready(None)
+            }
+            None => {
+                // Under the lock senders take to push: no message can slip
+                // in between the look and the wait.
+                if !state
+                    .receiver
+                    .as_ref()
+                    .is_some_and(|waker| waker.will_wake(cx.waker()))
+                {
+                    state.receiver = Some(cx.waker().clone());
+                }
+                state.waiting = true;
+                Poll::Pending
+            }
         }
     }
 

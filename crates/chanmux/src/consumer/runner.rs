@@ -137,17 +137,15 @@ pub(crate) async fn run<C: Consumer>(
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A handler call that is cancelled once its consumer starts ending (a
-    /// cancelled call counts as handled). The consumer's notification is
-    /// boxed and made only when the handler waits: most calls finish on
-    /// their first poll, and inline it would enlarge every idle runner.
-    struct Stoppable<'a, F> {
-        #[pin]
-        call: F,
-        ctx: &'a Context,
-        ending: Option<Pin<Box<tokio::sync::futures::Notified<'a>>>>,
-    }
+/// A handler call that is cancelled once its consumer starts ending (a
+/// cancelled call counts as handled). The consumer's notification is boxed
+/// and made only when the handler waits: most calls finish on their first
+/// poll, and inline it would enlarge every idle runner. Handler calls are
+/// boxed already, so this needs no pinning of its own.
+struct Stoppable<'a, F> {
+    call: F,
+    ctx: &'a Context,
+    ending: Option<Pin<Box<tokio::sync::futures::Notified<'a>>>>,
 }
 
 impl<'a, F> Stoppable<'a, F> {
@@ -160,12 +158,12 @@ impl<'a, F> Stoppable<'a, F> {
     }
 }
 
-impl<F: Future<Output = Result<(), BoxError>>> Future for Stoppable<'_, F> {
+impl<F: Future<Output = Result<(), BoxError>> + Unpin> Future for Stoppable<'_, F> {
     type Output = Result<(), BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(outcome) = this.call.poll(cx) {
+        let this = self.get_mut();
+        if let Poll::Ready(outcome) = Pin::new(&mut this.call).poll(cx) {
             return Poll::Ready(outcome);
         }
         let ctx: &Context = this.ctx;
@@ -178,7 +176,7 @@ impl<F: Future<Output = Result<(), BoxError>>> Future for Stoppable<'_, F> {
                 .get_or_insert_with(|| Box::pin(ctx.ending_notified()));
             match ending.as_mut().poll(cx) {
                 // Woken (perhaps by an accept settling): look again.
-                Poll::Ready(()) => *this.ending = None,
+                Poll::Ready(()) => this.ending = None,
                 // Registered: an end from here on wakes this task.
                 Poll::Pending if ctx.is_ending() => return Poll::Ready(Ok(())),
                 Poll::Pending => return Poll::Pending,

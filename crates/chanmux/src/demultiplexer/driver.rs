@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, Waker};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -59,6 +59,7 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> Started {
             session: session.clone(),
             streams,
             done: false,
+            registered: None,
         }),
         input: Input::Demux(session),
     }
@@ -71,6 +72,9 @@ struct Driver {
     streams: FuturesUnordered<BoxFuture<'static, Finished>>,
     /// The client has left: done once the streams are.
     done: bool,
+    /// The waker last registered with the session, while it may still be
+    /// there.
+    registered: Option<Waker>,
 }
 
 impl Future for Driver {
@@ -79,10 +83,20 @@ impl Future for Driver {
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let this = &mut *self;
         loop {
-            this.session.driver.register(cx.waker());
-            // Most polls are a stream's message: the table is locked only
-            // when streams were started or the client left.
-            if this.session.news.swap(false, Ordering::AcqRel) {
+            // Registered again only when a wake may have taken it (news) or
+            // the task's waker changed: most polls are a stream's message.
+            if !this
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                this.session.driver.register(cx.waker());
+                this.registered = Some(cx.waker().clone());
+            }
+            // The table is locked only when streams were started or the
+            // client left.
+            let news = &this.session.news;
+            if news.load(Ordering::Acquire) && news.swap(false, Ordering::AcqRel) {
                 let (started, disconnected) = {
                     let mut state = this.session.state();
                     // Taken whole, so an idle connection keeps no buffer.
@@ -92,6 +106,9 @@ impl Future for Driver {
                 for stream in started {
                     this.streams.push(stream);
                 }
+                // The wake that set the news took the registered waker.
+                this.registered = None;
+                continue;
             }
             match this.streams.poll_next_unpin(cx) {
                 Poll::Ready(Some(finished)) => this.session.finished(&finished),

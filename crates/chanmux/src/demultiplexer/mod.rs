@@ -70,7 +70,7 @@ struct Spec {
     /// The streams, in the order they were added.
     entries: Vec<Entry>,
     /// Named entries (eager and lazy), by name.
-    index: HashMap<Box<str>, usize>,
+    index: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
     /// Pattern entries, in the order they were added.
     patterns: Vec<usize>,
     /// Some entries are lazy or patterns: the socket outlives its streams.
@@ -434,7 +434,7 @@ impl DemultiplexerBuilder {
 
     /// Finishes the demultiplexer.
     pub fn build(self) -> Demultiplexer {
-        let mut index = HashMap::new();
+        let mut index = HashMap::default();
         let mut patterns = Vec::new();
         let entries: Vec<Entry> = self
             .entries

@@ -147,13 +147,19 @@ impl Session {
         state: &'s mut State,
         name: &str,
     ) -> Result<&'s mut Running, Routed> {
-        let start = match self.find(state, name) {
-            Found::Running(_) => None,
-            Found::Stopped(index) if !self.spec.entries[index].is_lazy() => {
-                return Err(not_accepting(name));
+        // A running named stream (the path of most frames) costs one
+        // lookup; the table is indexed again only after starting one.
+        if let Some(&index) = self.spec.index.get(name) {
+            if state.named[index].is_none() {
+                if !self.spec.entries[index].is_lazy() {
+                    return Err(not_accepting(name));
+                }
+                self.start_on_demand(state, index, name, None, false)?;
             }
-            Found::Stopped(index) | Found::Matches(index) => Some(index),
-            Found::Unknown => {
+            return Ok(state.named[index].as_mut().expect("the stream is running"));
+        }
+        if !state.matched.contains_key(name) {
+            let Some(index) = self.matching_pattern(name) else {
                 let message = if name.len() <= MAX_ECHOED_NAME {
                     format!("no stream named {name:?}")
                 } else {
@@ -164,15 +170,10 @@ impl Session {
                     message,
                     name.to_owned(),
                 ));
-            }
-        };
-        if let Some(index) = start {
+            };
             self.start_on_demand(state, index, name, None, false)?;
         }
-        match self.find(state, name) {
-            Found::Running(running) => Ok(running),
-            _ => unreachable!("the stream is running"),
-        }
+        Ok(state.matched.get_mut(name).expect("the stream is running"))
     }
 
     /// Starts entry `index` as stream `name` for the client, within

@@ -4,8 +4,11 @@
 //! Routing a frame (route.rs) and running the streams (driver.rs) build on it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
 use chanmux_core::{ErrorCode, Ref, close_code, closed_frame, error_frame_with, subscribed_frame};
@@ -32,14 +35,17 @@ pub(crate) struct Session {
     /// Set with each start and at the client's leaving, so the driver
     /// locks the table only when there is something to take in.
     pub(super) news: AtomicBool,
+    /// How many streams are handling a frame that had a ref: replies look
+    /// for one in the table only when some are.
+    refs_in_flight: AtomicUsize,
 }
 
 pub(super) struct State {
     counts: Counts,
     /// Running streams of named entries, by entry.
-    named: Vec<Option<Running>>,
+    pub(super) named: Vec<Option<Running>>,
     /// Running pattern streams, by name.
-    matched: HashMap<Box<str>, Running>,
+    pub(super) matched: HashMap<Box<str>, Running>,
     /// Streams the client started whose consumers are still running (or
     /// still finishing their disconnect): what `max_streams` bounds.
     pub(super) on_demand: usize,
@@ -87,6 +93,22 @@ struct Owed {
     reference: Option<Ref>,
     /// Why the stream did not start, once it refused or failed.
     refusal: Option<String>,
+}
+
+/// A stream's future, which says which stream it was when it ends.
+struct Tagged {
+    future: BoxFuture<'static, ()>,
+    /// `None` once returned.
+    finished: Option<Finished>,
+}
+
+impl Future for Tagged {
+    type Output = Finished;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Finished> {
+        ready!(self.future.as_mut().poll(cx));
+        Poll::Ready(self.finished.take().expect("polled after it finished"))
+    }
 }
 
 /// A future of the driver ended: which stream's (`None` for a timer or
@@ -161,6 +183,7 @@ impl Session {
             }),
             driver: AtomicWaker::new(),
             news: AtomicBool::new(false),
+            refs_in_flight: AtomicUsize::new(0),
         }
     }
 
@@ -200,14 +223,20 @@ impl Session {
         if state.matched.contains_key(name) {
             return Found::Running(state.matched.get_mut(name).expect("just looked"));
         }
+        self.matching_pattern(name)
+            .map_or(Found::Unknown, Found::Matches)
+    }
+
+    /// The first pattern entry that `name` matches.
+    pub(super) fn matching_pattern(&self, name: &str) -> Option<usize> {
         self.spec
             .patterns
             .iter()
-            .find(|&&index| match &self.spec.entries[index].kind {
+            .copied()
+            .find(|&index| match &self.spec.entries[index].kind {
                 Kind::Pattern(pattern) => pattern.matches(name),
                 _ => false,
             })
-            .map_or(Found::Unknown, |&index| Found::Matches(index))
     }
 
     /// Starts entry `index`'s consumer on this connection; `on_demand` when
@@ -245,15 +274,13 @@ impl Session {
             inbox_rx,
             span,
         });
-        state.started.push(
-            started
-                .future
-                .map(move |()| Finished {
-                    id: Some(id),
-                    on_demand: by_client,
-                })
-                .boxed(),
-        );
+        state.started.push(Box::pin(Tagged {
+            future: started.future,
+            finished: Some(Finished {
+                id: Some(id),
+                on_demand: by_client,
+            }),
+        }));
         let running = Running {
             id,
             ctx,
@@ -568,6 +595,8 @@ impl Session {
         let owed = {
             let mut state = self.state();
             state.refs.retain(|(id, _)| *id != link.id);
+            self.refs_in_flight
+                .store(state.refs.len(), Ordering::Release);
             let owed = state.owed.iter().position(|owed| owed.id == link.id);
             let owed = owed.map(|at| state.owed.swap_remove(at));
             state.shrink_empty();
@@ -660,6 +689,9 @@ impl Session {
 
     /// The ref of the frame stream `id` is handling.
     pub(crate) fn current_ref(&self, id: u32) -> Option<Ref> {
+        if self.refs_in_flight.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let state = self.state();
         state
             .refs
@@ -676,6 +708,8 @@ impl Session {
             Some(reference) => state.refs.push((id, reference)),
             None => state.shrink_empty(),
         }
+        self.refs_in_flight
+            .store(state.refs.len(), Ordering::Release);
     }
 
     /// Answers input that could not be handled: an error frame naming
