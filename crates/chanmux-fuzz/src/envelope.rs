@@ -140,11 +140,20 @@ fn check_client_frame(
     };
     let json = |raw: &str| read_json(raw).ok();
     let reference = object.get("ref");
-    let ref_ok = reference.is_none_or(|r| match r {
-        Value::String(s) => s.chars().count() <= MAX_REF_CHARS,
-        Value::Number(n) => n.is_i64() || n.is_u64(),
+    // A ref is judged by its text: `-0` is an integer, though serde_json
+    // reads it as a float.
+    let ref_ok = match (reference, raw_ref(text)) {
+        (None, _) => true,
+        (Some(Value::String(s)), _) => s.chars().count() <= MAX_REF_CHARS,
+        (Some(Value::Number(_)), Some(raw)) => {
+            let digits = raw.strip_prefix('-').unwrap_or(&raw);
+            !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && (raw.parse::<i64>().is_ok() || raw.parse::<u64>().is_ok())
+        }
+        (Some(Value::Number(n)), None) => n.is_i64() || n.is_u64(),
         _ => false,
-    });
+    };
     if !ref_ok {
         return code(ErrorCode::InvalidRef);
     }
@@ -210,6 +219,15 @@ fn check_client_frame(
     }
 }
 
+/// The JSON text of the frame's last `ref`, as serde_json reads the object
+/// (`None` when it cannot: the checks then fall back to its value).
+fn raw_ref(text: &str) -> Option<String> {
+    use serde_json::value::RawValue;
+    let fields: std::collections::BTreeMap<String, Box<RawValue>> =
+        serde_json::from_str(text).ok()?;
+    fields.get("ref").map(|raw| raw.get().to_owned())
+}
+
 /// The payload is the frame's own text, with no surrounding whitespace.
 fn check_payload_slice(text: &str, env: &Envelope<'_>) {
     let payload = env.payload();
@@ -265,6 +283,8 @@ mod tests {
             r#"{"ping":1,"stream":"s","payload":2,"ref":18446744073709551615}"#,
             r#"{"subscribe":"a","ref":1.0}"#,
             r#"{"ref":"x"}"#,
+            r#"{"ref":-0,"d":{}}"#,
+            r#"{"stream":"s","payload":1,"ref":-0}"#,
         ] {
             envelope(frame.as_bytes());
         }
