@@ -417,8 +417,10 @@ async fn serve<S, R>(
                         // A demultiplexer routes each frame straight to its
                         // stream; frames after its socket closed are dropped.
                         (Frame::Text(text), Input::Demux(demux)) => {
-                            if ctx.is_accepted() {
-                                demux.route_text(text).await;
+                            if ctx.is_accepted()
+                                && let Some(answer) = demux.route_text(text)
+                            {
+                                answer.await;
                             }
                             continue;
                         }

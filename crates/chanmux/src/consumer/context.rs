@@ -43,8 +43,6 @@ pub struct Context {
 }
 
 struct Inner {
-    scope: Arc<Scope>,
-    layer: Option<SharedLayer>,
     /// The consumer's inbox, where the layer delivers its messages.
     inbox: queue::WeakSender<Event>,
     /// This consumer's address on the layer, made on first use: most
@@ -73,6 +71,8 @@ enum Link {
 }
 
 struct SocketLink {
+    scope: Arc<Scope>,
+    layer: Option<SharedLayer>,
     outbound: queue::Sender<Outbound>,
     /// Taken by the first accept, refuse or failure.
     handshake: Mutex<Option<oneshot::Sender<Decision>>>,
@@ -151,37 +151,25 @@ impl Context {
         inbox: queue::WeakSender<Event>,
     ) -> Self {
         Context::new(
-            scope,
-            layer,
             inbox,
             Link::Socket(SocketLink {
+                scope,
+                layer,
                 outbound,
                 handshake: Mutex::new(Some(handshake)),
             }),
         )
     }
 
-    pub(crate) fn for_stream(
-        link: StreamLink,
-        layer: Option<SharedLayer>,
-        inbox: queue::WeakSender<Event>,
-    ) -> Self {
-        let parent = &link.demux.parent().inner;
-        let scope = parent.scope.clone();
-        let layer = layer.or_else(|| parent.layer.clone());
-        Context::new(scope, layer, inbox, Link::Stream(link))
+    /// A stream's context: its scope and layer are its demultiplexer's,
+    /// kept there once per connection rather than once per stream.
+    pub(crate) fn for_stream(link: StreamLink, inbox: queue::WeakSender<Event>) -> Self {
+        Context::new(inbox, Link::Stream(link))
     }
 
-    fn new(
-        scope: Arc<Scope>,
-        layer: Option<SharedLayer>,
-        inbox: queue::WeakSender<Event>,
-        link: Link,
-    ) -> Self {
+    fn new(inbox: queue::WeakSender<Event>, link: Link) -> Self {
         Context {
             inner: Arc::new(Inner {
-                scope,
-                layer,
                 inbox,
                 channel: OnceLock::new(),
                 channel_released: AtomicBool::new(false),
@@ -196,7 +184,10 @@ impl Context {
 
     /// The connection's scope: path, headers, addresses, extensions.
     pub fn scope(&self) -> &Scope {
-        &self.inner.scope
+        match &self.inner.link {
+            Link::Socket(link) => &link.scope,
+            Link::Stream(link) => link.demux.parent().scope(),
+        }
     }
 
     /// The stream this consumer serves, or `None` when it owns the whole
@@ -261,7 +252,10 @@ impl Context {
 
     /// The channel layer, when one is configured.
     pub fn layer(&self) -> Option<&SharedLayer> {
-        self.inner.layer.as_ref()
+        match &self.inner.link {
+            Link::Socket(link) => link.layer.as_ref(),
+            Link::Stream(link) => link.demux.layer(),
+        }
     }
 
     /// This consumer's unique channel name on the layer: pass it on so others
@@ -270,7 +264,7 @@ impl Context {
     /// The channel is opened on the first call (or the first
     /// [`group_add`](Context::group_add)) and closed when the consumer ends.
     pub fn channel_name(&self) -> Option<&ChannelName> {
-        let layer = self.inner.layer.as_ref()?;
+        let layer = self.layer()?;
         if let Some(name) = self.inner.channel.get() {
             return Some(name);
         }
@@ -292,7 +286,7 @@ impl Context {
     /// keeps later calls on stray clones from opening another.
     pub(crate) fn release_channel(&self) {
         self.inner.channel_released.store(true, Ordering::SeqCst);
-        if let (Some(layer), Some(name)) = (&self.inner.layer, self.inner.channel.get()) {
+        if let (Some(layer), Some(name)) = (self.layer(), self.inner.channel.get()) {
             layer.close_channel(name);
         }
     }

@@ -9,12 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll, Waker};
 
-use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::Spec;
-use super::session::{Finished, Session};
+use super::session::{Session, Tagged};
 use crate::consumer::Input;
 use crate::router::NoRoute;
 use crate::{Start, Started};
@@ -42,17 +40,10 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> Started {
     if eager == 0 {
         // No stream to wait for: the socket opens at once.
         let opening = session.clone();
-        streams.push(
-            async move {
-                let _ = opening.accept_parent(None).await;
-                opening.connected_at_once().await;
-                Finished {
-                    id: None,
-                    on_demand: false,
-                }
-            }
-            .boxed(),
-        );
+        streams.push(Tagged::untagged(Box::pin(async move {
+            let _ = opening.accept_parent(None).await;
+            opening.connected_at_once().await;
+        })));
     }
     Started {
         future: Box::pin(Driver {
@@ -69,7 +60,9 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> Started {
 /// looked; done once the client has left and every stream has finished.
 struct Driver {
     session: Arc<Session>,
-    streams: FuturesUnordered<BoxFuture<'static, Finished>>,
+    /// Held inline, each with its tag: a stream costs one allocation for
+    /// its future, not one more for a wrapper.
+    streams: FuturesUnordered<Tagged>,
     /// The client has left: done once the streams are.
     done: bool,
     /// The waker last registered with the session, while it may still be

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
+
 use chanmux_core::{
     ClientFrame, ErrorCode, MAX_ECHOED_NAME, Ref, pong_frame, subscribed_frame, unsubscribed_frame,
 };
@@ -66,29 +68,33 @@ impl Session {
         let _ = Box::pin(self.send_error(code, message, stream, reference)).await;
     }
 
-    /// Routes one text frame from the client.
-    pub(crate) async fn route_text(self: &Arc<Self>, text: Text) {
+    /// Routes one text frame from the client. A frame handed to its
+    /// stream's queue (the common case) needs nothing more; whatever is
+    /// left to do (an answer to send, a route through a nested
+    /// demultiplexer, a subscribe) comes back as a boxed future, so the
+    /// connection loop that awaits it holds a pointer, not that future's
+    /// state, for every connection's whole life.
+    pub(crate) fn route_text(self: &Arc<Self>, text: Text) -> Option<BoxFuture<'static, ()>> {
         let max = self.spec.config.max_frame_size;
         if text.len() > max {
             let message = format!(
                 "frame of {} bytes exceeds the limit of {max} bytes",
                 text.len()
             );
-            self.reject(ErrorCode::FrameTooLarge, &message, None, None)
-                .await;
-            return;
+            return Some(self.answer(ErrorCode::FrameTooLarge, message, None, None));
         }
         let frame = match ClientFrame::parse(text.as_str()) {
             Ok(frame) => frame,
             Err(rejected) => {
                 let error = rejected.error;
-                let message = error.to_string();
-                self.reject(error.code(), &message, error.stream(), rejected.reference)
-                    .await;
-                return;
+                let stream = error.stream().map(str::to_owned);
+                let reference = rejected.reference.map(str::to_owned);
+                return Some(self.answer(error.code(), error.to_string(), stream, reference));
             }
         };
         let range = frame.payload_range(text.as_str());
+        // Cloned only by the rare kinds below: a data frame costs no count.
+        let session = || self.clone();
         match frame {
             ClientFrame::Data {
                 stream, reference, ..
@@ -107,11 +113,11 @@ impl Session {
                     }
                 };
                 match routed {
-                    Routed::Delivered => {}
-                    Routed::Nested(inner, payload) => Box::pin(inner.route_text(payload)).await,
+                    Routed::Delivered => None,
+                    Routed::Nested(inner, payload) => inner.route_text(payload),
                     Routed::Refused(code, message, name) => {
-                        let reference = reference.as_ref().map(Ref::as_json);
-                        self.reject(code, &message, Some(&name), reference).await;
+                        let reference = reference.map(|r| r.as_json().to_owned());
+                        Some(self.answer(code, message, Some(name), reference))
                     }
                 }
             }
@@ -119,24 +125,58 @@ impl Session {
                 stream,
                 params,
                 reference,
-            } => Box::pin(self.subscribe(&stream, params, reference)).await,
+            } => {
+                let (stream, params) = (stream.into_owned(), params.map(str::to_owned));
+                let reference = reference.map(str::to_owned);
+                let session = session();
+                Some(Box::pin(async move {
+                    session
+                        .subscribe(&stream, params.as_deref(), reference.as_deref())
+                        .await;
+                }))
+            }
             ClientFrame::Unsubscribe { stream, reference } => {
-                Box::pin(self.unsubscribe(&stream, reference)).await;
+                let (stream, reference) = (stream.into_owned(), reference.map(str::to_owned));
+                let session = session();
+                Some(Box::pin(async move {
+                    session.unsubscribe(&stream, reference.as_deref()).await;
+                }))
             }
             ClientFrame::Ping { value } => {
-                let _ = self
-                    .parent()
-                    .send_text(Text::known_json(pong_frame(value)))
-                    .await;
+                let pong = Text::known_json(pong_frame(value));
+                let session = session();
+                Some(Box::pin(async move {
+                    let _ = session.parent().send_text(pong).await;
+                }))
             }
         }
     }
 
+    /// Answers a frame that could not be handled, later (see [`route_text`](Self::route_text)).
+    fn answer(
+        self: &Arc<Self>,
+        code: ErrorCode,
+        message: String,
+        stream: Option<String>,
+        reference: Option<String>,
+    ) -> BoxFuture<'static, ()> {
+        let session = self.clone();
+        Box::pin(async move {
+            session
+                .reject(code, &message, stream.as_deref(), reference.as_deref())
+                .await;
+        })
+    }
+
     /// Answers a binary frame: the multiplexed protocol is text only.
-    pub(crate) async fn route_binary(&self) {
+    pub(crate) fn route_binary(self: &Arc<Self>) -> BoxFuture<'static, ()> {
         let message = "binary frames are not supported; send JSON text";
-        self.reject(ErrorCode::BinaryNotSupported, message, None, None)
-            .await;
+        self.answer(
+            ErrorCode::BinaryNotSupported,
+            message.to_owned(),
+            None,
+            None,
+        )
     }
 
     /// The running stream a data frame for `name` goes to, starting a lazy
@@ -190,7 +230,7 @@ impl Session {
         if state.disconnected {
             return Err(not_accepting(name));
         }
-        if state.on_demand >= max {
+        if usize::try_from(state.on_demand).is_ok_and(|running| running >= max) {
             return Err(Routed::Refused(
                 ErrorCode::TooManyStreams,
                 format!(

@@ -12,13 +12,13 @@ use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
 use chanmux_core::{ErrorCode, Ref, close_code, closed_frame, error_frame_with, subscribed_frame};
-use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use futures_util::task::AtomicWaker;
 use tokio::sync::OnceCell;
 
 use super::{Kind, OnDemand, Spec};
 use crate::consumer::{Input, StreamLink, Unaccepted};
+use crate::layer::SharedLayer;
 use crate::queue;
 use crate::{AcceptError, Context, SendError, Start, Text};
 
@@ -26,6 +26,8 @@ pub(crate) struct Session {
     pub(super) spec: Arc<Spec>,
     /// The demultiplexer's own context: the socket, or an outer stream.
     parent: Context,
+    /// The streams' channel layer: the demultiplexer's, else the parent's.
+    layer: Option<SharedLayer>,
     /// Set once the parent accepted (for the first accepting eager stream,
     /// or at once without eager streams).
     parent_accepted: OnceCell<()>,
@@ -44,13 +46,14 @@ pub(super) struct State {
     counts: Counts,
     /// Running streams of named entries, by entry.
     pub(super) named: Vec<Option<Running>>,
-    /// Running pattern streams, by name.
-    pub(super) matched: HashMap<Box<str>, Running>,
+    /// Running pattern streams, by name; boxed, and made at the first, as
+    /// most connections never start one.
+    pub(super) matched: Matched,
     /// Streams the client started whose consumers are still running (or
     /// still finishing their disconnect): what `max_streams` bounds.
-    pub(super) on_demand: usize,
+    pub(super) on_demand: u32,
     /// Futures of streams started since the driver last looked.
-    pub(super) started: Vec<BoxFuture<'static, Finished>>,
+    pub(super) started: Vec<Tagged>,
     /// `subscribed` replies owed once a stream accepts: stream id and ref,
     /// and the reason if it refused instead.
     owed: Vec<Owed>,
@@ -60,13 +63,51 @@ pub(super) struct State {
     pub(super) disconnected: bool,
 }
 
+/// The running pattern streams of a connection.
+#[derive(Default)]
+pub(super) struct Matched(Option<Box<HashMap<Box<str>, Running>>>);
+
+impl Matched {
+    pub(super) fn contains_key(&self, name: &str) -> bool {
+        self.0.as_ref().is_some_and(|map| map.contains_key(name))
+    }
+
+    pub(super) fn get(&self, name: &str) -> Option<&Running> {
+        self.0.as_ref()?.get(name)
+    }
+
+    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut Running> {
+        self.0.as_mut()?.get_mut(name)
+    }
+
+    pub(super) fn insert(&mut self, name: Box<str>, running: Running) {
+        self.0.get_or_insert_default().insert(name, running);
+    }
+
+    pub(super) fn remove(&mut self, name: &str) -> Option<Running> {
+        self.0.as_mut()?.remove(name)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Box<str>, &Running)> {
+        self.0.iter().flat_map(|map| map.iter())
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Running> {
+        self.0.take().into_iter().flat_map(|map| map.into_values())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|map| map.is_empty())
+    }
+}
+
 impl State {
     /// Gives back the memory of tables that have emptied: a connection
     /// that subscribed once and unsubscribed again goes back to its size
     /// before (HashMap and Vec keep their capacity otherwise).
     fn shrink_empty(&mut self) {
-        if self.matched.is_empty() && self.matched.capacity() > 0 {
-            self.matched = HashMap::new();
+        if self.matched.is_empty() {
+            self.matched = Matched::default();
         }
         if self.owed.is_empty() && self.owed.capacity() > 0 {
             self.owed = Vec::new();
@@ -95,11 +136,24 @@ struct Owed {
     refusal: Option<String>,
 }
 
-/// A stream's future, which says which stream it was when it ends.
-struct Tagged {
+/// One of the driver's futures (a stream's, a subscribe's timer, the
+/// socket's opening), which says when it ends which stream it was.
+pub(super) struct Tagged {
     future: BoxFuture<'static, ()>,
-    /// `None` once returned.
-    finished: Option<Finished>,
+    finished: Finished,
+}
+
+impl Tagged {
+    /// A future that is no stream's.
+    pub(super) fn untagged(future: BoxFuture<'static, ()>) -> Self {
+        Tagged {
+            future,
+            finished: Finished {
+                id: None,
+                on_demand: false,
+            },
+        }
+    }
 }
 
 impl Future for Tagged {
@@ -107,29 +161,32 @@ impl Future for Tagged {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Finished> {
         ready!(self.future.as_mut().poll(cx));
-        Poll::Ready(self.finished.take().expect("polled after it finished"))
+        Poll::Ready(self.finished)
     }
 }
 
 /// A future of the driver ended: which stream's (`None` for a timer or
 /// the socket's opening), and whether the client started it.
+#[derive(Clone, Copy)]
 pub(super) struct Finished {
     pub(super) id: Option<u32>,
     pub(super) on_demand: bool,
 }
 
+/// Counted in `u32`s: a connection holds one, and a client can start at
+/// most `max_streams` streams.
 struct Counts {
     /// Streams that have neither accepted nor refused nor failed.
-    pending: usize,
+    pending: u32,
     /// Streams accepted and not closed.
-    open: usize,
+    open: u32,
     /// Streams whose connect handler has not returned yet.
-    connecting: usize,
-    failed: usize,
-    total: usize,
+    connecting: u32,
+    failed: u32,
+    total: u32,
     /// The close of the last accepting stream, held back while other streams
-    /// are still in connect (one of them may yet accept).
-    deferred_close: Option<(u16, String)>,
+    /// are still in connect (one of them may yet accept). Boxed: rare.
+    deferred_close: Option<Box<(u16, String)>>,
     /// The parent heard that this demultiplexer's connect is over.
     connect_reported: bool,
 }
@@ -138,7 +195,7 @@ impl Counts {
     /// The deferred close, once no stream is accepting or still connecting.
     fn take_due_close(&mut self) -> Option<(u16, String)> {
         if self.open == 0 && self.connecting == 0 {
-            self.deferred_close.take()
+            self.deferred_close.take().map(|close| *close)
         } else {
             None
         }
@@ -158,8 +215,10 @@ pub(super) enum Found<'s> {
 impl Session {
     pub(super) fn new(spec: Arc<Spec>, parent: Context) -> Self {
         let named = spec.entries.iter().map(|_| None).collect();
+        let layer = spec.layer.clone().or_else(|| parent.layer().cloned());
         Session {
             spec,
+            layer,
             parent,
             parent_accepted: OnceCell::new(),
             state: Mutex::new(State {
@@ -173,7 +232,7 @@ impl Session {
                     connect_reported: false,
                 },
                 named,
-                matched: HashMap::new(),
+                matched: Matched::default(),
                 on_demand: 0,
                 started: Vec::new(),
                 owed: Vec::new(),
@@ -195,6 +254,11 @@ impl Session {
 
     pub(crate) fn parent(&self) -> &Context {
         &self.parent
+    }
+
+    /// The channel layer of this connection's streams.
+    pub(crate) fn layer(&self) -> Option<&SharedLayer> {
+        self.layer.as_ref()
     }
 
     pub(super) fn state(&self) -> MutexGuard<'_, State> {
@@ -265,7 +329,7 @@ impl Session {
             on_demand,
         };
         let name = link.name().to_owned();
-        let ctx = Context::for_stream(link, self.spec.layer.clone(), inbox.downgrade());
+        let ctx = Context::for_stream(link, inbox.downgrade());
         // A child of the connection's span, which is current here.
         let span = tracing::info_span!(target: crate::SPANS, "stream", stream = &*name);
         let started = entry.factory.start(Start {
@@ -274,13 +338,13 @@ impl Session {
             inbox_rx,
             span,
         });
-        state.started.push(Box::pin(Tagged {
+        state.started.push(Tagged {
             future: started.future,
-            finished: Some(Finished {
+            finished: Finished {
                 id: Some(id),
                 on_demand: by_client,
-            }),
-        }));
+            },
+        });
         let running = Running {
             id,
             ctx,
@@ -352,24 +416,17 @@ impl Session {
         });
         let session = Arc::downgrade(self);
         let timeout = self.spec.config.subscribe_timeout;
-        state.started.push(
-            async move {
-                tokio::select! {
-                    () = tokio::time::sleep(timeout) => {
-                        if let Some(session) = session.upgrade() {
-                            session.subscribe_timed_out(id, &ctx, timeout).await;
-                        }
+        state.started.push(Tagged::untagged(Box::pin(async move {
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => {
+                    if let Some(session) = session.upgrade() {
+                        session.subscribe_timed_out(id, &ctx, timeout).await;
                     }
-                    // Ended first (or the client left): nothing to time out.
-                    () = ctx.closing() => {}
                 }
-                Finished {
-                    id: None,
-                    on_demand: false,
-                }
+                // Ended first (or the client left): nothing to time out.
+                () = ctx.closing() => {}
             }
-            .boxed(),
-        );
+        })));
         self.wake_driver();
     }
 
@@ -533,7 +590,8 @@ impl Session {
             let counts = &mut state.counts;
             counts.open -= 1;
             if !self.is_dynamic() {
-                counts.deferred_close = (counts.open == 0).then(|| (code, reason.clone()));
+                counts.deferred_close =
+                    (counts.open == 0).then(|| Box::new((code, reason.clone())));
             }
             (removed, counts.take_due_close())
         };
@@ -628,7 +686,7 @@ impl Session {
             state.owed.clear();
             let named = state.named.iter_mut().filter_map(Option::take);
             let mut running: Vec<Running> = named.collect();
-            running.extend(state.matched.drain().map(|(_, running)| running));
+            running.extend(state.matched.drain());
             running
         };
         for stream in running {
