@@ -213,6 +213,8 @@ enum Expected {
     Text(String),
     /// A data frame on `stream` whose payload is equal (as JSON) to `payload`.
     Data { stream: String, payload: Value },
+    /// A text frame equal (as JSON) to this value.
+    Json(Value),
     /// An error frame.
     Error {
         code: ErrorCode,
@@ -483,6 +485,32 @@ impl Connection {
         let Some(object) = value.as_object() else {
             return error(ErrorCode::NotAnObject, None);
         };
+        // Version 2 (PROTOCOL.md): a `ref` is checked before anything else.
+        // A valid one comes back on errors and replies, which this model
+        // does not follow: such frames are not sent.
+        if object.contains_key("ref") {
+            if crate::envelope::ref_is_valid(text, object) {
+                return None;
+            }
+            let named = match object.get("stream") {
+                Some(stream) => stream.as_str(),
+                None => object
+                    .get("subscribe")
+                    .or_else(|| object.get("unsubscribe"))
+                    .and_then(Value::as_str),
+            };
+            return error(ErrorCode::InvalidRef, named);
+        }
+        if !object.contains_key("stream") {
+            // A subscribe or unsubscribe changes which streams run, which
+            // this model does not follow: not sent. A ping is answered.
+            if object.contains_key("subscribe") || object.contains_key("unsubscribe") {
+                return None;
+            }
+            if let Some(ping) = object.get("ping") {
+                return Some(Expected::Json(serde_json::json!({ "pong": ping })));
+            }
+        }
         let Some(stream) = object.get("stream").and_then(Value::as_str) else {
             return error(ErrorCode::MissingStream, None);
         };
@@ -519,6 +547,11 @@ impl Connection {
             (Expected::Nothing, []) => {}
             (Expected::Text(want), [Output::Text(got)]) => {
                 assert_eq!(got, want, "{}", context());
+            }
+            (Expected::Json(want), [Output::Text(got)]) => {
+                let value = crate::json::read_json(got)
+                    .unwrap_or_else(|e| panic!("{}: answer is not JSON ({e})", context()));
+                assert_eq!(&value, want, "{}", context());
             }
             (Expected::Data { stream, payload }, [Output::Text(got)]) => {
                 let value = crate::json::read_json(got)
@@ -771,6 +804,10 @@ mod tests {
             Action::RawText(r#"{"stream":"echo","payload":1.0e3,"payload":[ 2 ]}"#.into()),
             Action::RawText(r#"{"stream":"staller","payload":1e400}"#.into()),
             Action::RawText("nope".into()),
+            Action::RawText(r#"{"ping":[1.50,{"a":null}]}"#.into()),
+            Action::RawText(r#"{"stream":"echo","payload":1,"ref":1.5}"#.into()),
+            Action::RawText(r#"{"subscribe":5,"unsubscribe":"echo","ref":{}}"#.into()),
+            Action::RawText(r#"{"unsubscribe":"echo","ref":"x"}"#.into()),
             Action::Binary(vec![1, 2, 3]),
             Action::Advance(60_000),
             Action::Reconnect,

@@ -2,7 +2,7 @@
 //! the oracle.
 
 use chanmux_core::{ClientFrame, Envelope, EnvelopeError, ErrorCode, MAX_REF_CHARS, wrap};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::json::read_json;
 
@@ -140,20 +140,7 @@ fn check_client_frame(
     };
     let json = |raw: &str| read_json(raw).ok();
     let reference = object.get("ref");
-    // A ref is judged by its text: `-0` is an integer, though serde_json
-    // reads it as a float.
-    let ref_ok = match (reference, raw_ref(text)) {
-        (None, _) => true,
-        (Some(Value::String(s)), _) => s.chars().count() <= MAX_REF_CHARS,
-        (Some(Value::Number(_)), Some(raw)) => {
-            let digits = raw.strip_prefix('-').unwrap_or(&raw);
-            !digits.is_empty()
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && (raw.parse::<i64>().is_ok() || raw.parse::<u64>().is_ok())
-        }
-        (Some(Value::Number(n)), None) => n.is_i64() || n.is_u64(),
-        _ => false,
-    };
+    let ref_ok = ref_is_valid(text, object);
     if !ref_ok {
         return code(ErrorCode::InvalidRef);
     }
@@ -216,6 +203,24 @@ fn check_client_frame(
             assert_eq!(json(value).as_ref(), object.get("ping"), "{text:?}");
         }
         (kind, frame) => panic!("{kind:?} frame read as {frame:?}: {text:?}"),
+    }
+}
+
+/// Whether the frame's `ref` (if any) is one PROTOCOL.md allows: a string
+/// of at most 64 characters, or an integer. An integer is judged by its
+/// text: `-0` is one, though serde_json reads it as a float.
+pub(crate) fn ref_is_valid(text: &str, object: &Map<String, Value>) -> bool {
+    match (object.get("ref"), raw_ref(text)) {
+        (None, _) => true,
+        (Some(Value::String(s)), _) => s.chars().count() <= MAX_REF_CHARS,
+        (Some(Value::Number(_)), Some(raw)) => {
+            let digits = raw.strip_prefix('-').unwrap_or(&raw);
+            !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && (raw.parse::<i64>().is_ok() || raw.parse::<u64>().is_ok())
+        }
+        (Some(Value::Number(n)), None) => n.is_i64() || n.is_u64(),
+        _ => false,
     }
 }
 
