@@ -16,6 +16,7 @@ BENCH_QUICK=1 (a small matrix, to check the script itself; writes under target/)
 
 import datetime
 import json
+import urllib.request
 import os
 import platform
 import socket
@@ -43,7 +44,7 @@ MOST_CONNECTIONS = 19000
 CHURN_CONNECTIONS = 1000 if QUICK else 10000
 CHURN_STREAMS = 50
 CHURN_PHASES = {"baseline": "before", "open": "connections open", "churned": "after the churn, connections open",
-                "closed": "after the connections closed"}
+                "churned2": "after a second churn, connections open", "closed": "after the connections closed"}
 # Read buffer sizes for the memory/throughput trade-off.
 READ_BUFFERS = [1024, 4096, 16384, 131072]
 # ConnectionConfig::read_buffer_size's default (crates/chanmux/src/connection/config.rs).
@@ -198,16 +199,21 @@ def idle_memory(server, count, sources=1, url=None):
 def churn_memory(server, count, streams):
     """Runs `chanmux-load churn` against the demo's pattern streams and
     returns the server's RSS (KiB) at each phase, with the load's summary."""
-    marks = {"baseline": server.rss_kib()}
+    def stats():
+        with urllib.request.urlopen(f"http://{server.addr}/stats", timeout=10) as response:
+            return json.loads(response.read())
+    marks = {"baseline": server.rss_kib(), "baseline_stats": stats()}
     command = ["taskset", "-c", LOAD_CPU, str(RELEASE / "chanmux-load"), "churn", "--url", server.url,
-               "-c", str(count), "--streams", str(streams), "--hold", "3"]
+               "-c", str(count), "--streams", str(streams), "--rounds", "2", "--hold", "3"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    phases = {"all open": "open", "churned": "churned", "all closed": "closed"}
+    phases = {"all open": "open", "churned: round 1": "churned", "churned: round 2": "churned2",
+              "all closed": "closed"}
     for line in process.stderr:
         phase = next((name for prefix, name in phases.items() if line.startswith(prefix)), None)
         if phase:
             time.sleep(1.5)
             marks[phase] = server.rss_kib()
+            marks[f"{phase}_stats"] = stats()
             if phase == "closed":
                 break
     out, err = process.communicate(timeout=1200)
@@ -281,7 +287,7 @@ def main():
             server.stop()
 
     log(f"== churn: {CHURN_CONNECTIONS} connections × {CHURN_STREAMS} pattern streams")
-    server = Server("chanmux")
+    server = Server("chanmux", ["--stats"])
     churn = churn_memory(server, CHURN_CONNECTIONS, CHURN_STREAMS)
     server.stop()
     log(f"   RSS MiB: " + ", ".join(f"{k} {churn[k] / 1024:.1f}" for k in CHURN_PHASES))
@@ -477,12 +483,18 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
           "`/ws/`: every connection subscribes to a `room:{id}` stream (its consumer joins the room's "
           "group), waits for `subscribed`, unsubscribes, waits for `unsubscribed`, 50 times "
           f"({churn['cycles']:,} cycles in {churn['churn_seconds']:.1f} s, 200 connections at a time), "
-          "then all close. The server's RSS at each phase:\n")
-        w("| phase | RSS |")
-        w("|---|---|")
+          "all of that twice, then all close. The server's RSS at each phase (after a churn RSS keeps "
+          "what the allocator held at its busiest, 200 streams at once; the second churn shows whether "
+          "anything accumulates):\n")
+        w("| phase | RSS | connections | layer channels | groups | memberships |")
+        w("|---|---|---|---|---|---|")
         for phase, label in CHURN_PHASES.items():
-            w(f"| {label} | {churn[phase] / 1024:.1f} MiB |")
-        w("")
+            st = churn.get(f"{phase}_stats", {})
+            w(f"| {label} | {churn[phase] / 1024:.1f} MiB | {st.get('connections', '?')} | "
+              f"{st.get('channels', '?')} | {st.get('groups', '?')} | {st.get('memberships', '?')} |")
+        w("\n(Connections, channels, groups and memberships from the demo's `GET /stats`, "
+          "`--stats`. Each `room:{id}` consumer opens a channel and joins its room's group, so "
+          "a stream left behind would show in them.)\n")
 
     w("## Memory after load\n")
     w("chanmux's RSS after its warm-up and after each repeat of the heaviest echo run:\n")
@@ -517,9 +529,17 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
     if churn:
         grew = churn["churned"] - churn["open"]
         back = churn["closed"] - churn["baseline"]
+        left = churn.get("churned_stats", {})
+        clean = left.get("channels") == 0 and left.get("memberships") == 0
+        w(f"| {churn['connections']:,} connections × {CHURN_STREAMS} streams subscribed and unsubscribed "
+          f"leave no channel or group membership | {left.get('channels')} channels, "
+          f"{left.get('memberships')} memberships | {verdict(clean)} |")
         w(f"| {churn['connections']:,} connections × {CHURN_STREAMS} streams subscribed and unsubscribed leave "
           f"RSS where it was before (within 5 %) | {grew / 1024:+.1f} MiB with the connections open, "
           f"{back / 1024:+.1f} MiB after they closed | {verdict(grew <= 0.05 * churn['open'])} |")
+        again = churn["churned2"] - churn["churned"]
+        w(f"| a second churn leaves RSS where the first did (within 1 %) | {again / 1024:+.1f} MiB | "
+          f"{verdict(abs(again) <= 0.01 * churn['churned'])} |")
     w(f"| {MOST_CONNECTIONS:,} connections held by one process | {most[0]:,} | {verdict(most[0] >= MOST_CONNECTIONS and still_serving)} |")
     w(f"| RSS does not grow across {len(rss_values)} runs | {', '.join(f'{v / 1024:.1f}' for v in rss_values)} MiB | {verdict(not grows)} |")
     w("")

@@ -28,6 +28,9 @@ pub struct ChurnConfig {
     pub sources: u8,
     /// Connections churning at once.
     pub concurrency: usize,
+    /// How many times the whole churn runs (a second round that leaves the
+    /// server's memory where the first did shows nothing accumulates).
+    pub rounds: usize,
     /// How long to hold the connections after the churn, and after closing.
     pub hold: Duration,
 }
@@ -66,24 +69,27 @@ pub async fn run(config: &ChurnConfig) -> anyhow::Result<ChurnSummary> {
     tokio::time::sleep(config.hold).await;
 
     let started = Instant::now();
-    let results: Vec<(Client, anyhow::Result<usize>)> =
-        stream::iter(clients.into_iter().enumerate())
-            .map(|(n, mut client)| async move {
-                let cycles = churn(&mut client, n, config).await;
-                (client, cycles)
-            })
-            .buffer_unordered(config.concurrency.max(1))
-            .collect()
-            .await;
-    let churn_seconds = started.elapsed().as_secs_f64();
     let mut cycles = 0;
-    let mut clients = Vec::with_capacity(results.len());
-    for (client, outcome) in results {
-        cycles += outcome?;
-        clients.push(client);
+    for round in 1..=config.rounds.max(1) {
+        let results: Vec<(Client, anyhow::Result<usize>)> =
+            stream::iter(clients.into_iter().enumerate())
+                .map(|(n, mut client)| async move {
+                    let cycles = churn(&mut client, n, config).await;
+                    (client, cycles)
+                })
+                .buffer_unordered(config.concurrency.max(1))
+                .collect()
+                .await;
+        clients = Vec::with_capacity(results.len());
+        for (client, outcome) in results {
+            cycles += outcome?;
+            clients.push(client);
+        }
+        // Scripts measure the server at each of these lines.
+        eprintln!("churned: round {round}, {cycles} cycles");
+        tokio::time::sleep(config.hold).await;
     }
-    eprintln!("churned: {cycles} cycles");
-    tokio::time::sleep(config.hold).await;
+    let churn_seconds = started.elapsed().as_secs_f64();
     for client in &mut clients {
         let _ = client.close(None).await;
     }

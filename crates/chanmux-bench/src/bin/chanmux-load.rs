@@ -64,6 +64,9 @@ enum Command {
         /// Connections churning at once.
         #[arg(long, default_value_t = 200)]
         concurrency: usize,
+        /// Times the whole churn runs.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// Seconds to hold after the churn and after closing.
         #[arg(long, default_value_t = 3.0)]
         hold: f64,
@@ -191,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
             pattern,
             sources,
             concurrency,
+            rounds,
             hold,
         } => {
             let config = churn::ChurnConfig {
@@ -200,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
                 pattern,
                 sources,
                 concurrency,
+                rounds,
                 hold: Duration::from_secs_f64(hold),
             };
             let summary = churn::run(&config).await?;
