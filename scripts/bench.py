@@ -479,7 +479,7 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
 
     if churn:
         w("## Streams on demand: memory under churn\n")
-        w(f"`chanmux-load churn -c {churn['connections']:,} --streams {CHURN_STREAMS}` against the demo's "
+        w(f"`chanmux-load churn -c {churn['connections']:,} --streams {CHURN_STREAMS} --rounds 2` against the demo's "
           "`/ws/`: every connection subscribes to a `room:{id}` stream (its consumer joins the room's "
           "group), waits for `subscribed`, unsubscribes, waits for `unsubscribed`, 50 times "
           f"({churn['cycles']:,} cycles in {churn['churn_seconds']:.1f} s, 200 connections at a time), "
