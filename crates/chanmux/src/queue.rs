@@ -49,6 +49,39 @@ pub(crate) fn bounded_bytes<T>(
     max_bytes: usize,
     weigh: fn(&T) -> usize,
 ) -> (Sender<T>, Receiver<T>) {
+    bounded_in(capacity, max_bytes, weigh, None)
+}
+
+/// The bytes several queues may hold together (a connection's stream
+/// queues): a message that would take them over `max` is refused (or waits)
+/// unless none of them holds anything, so one message always fits.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Budget {
+            used: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    fn allows(&self, weight: usize) -> bool {
+        let used = self.used.load(Ordering::Relaxed);
+        used == 0 || used.saturating_add(weight) <= self.max
+    }
+}
+
+/// As [`bounded_bytes`], and within `budget`, shared with other queues.
+pub(crate) fn bounded_in<T>(
+    capacity: usize,
+    max_bytes: usize,
+    weigh: fn(&T) -> usize,
+    budget: Option<Arc<Budget>>,
+) -> (Sender<T>, Receiver<T>) {
     assert!(capacity > 0, "a queue needs room for at least one message");
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
@@ -62,6 +95,7 @@ pub(crate) fn bounded_bytes<T>(
         capacity,
         max_bytes,
         weigh,
+        budget,
         senders: AtomicUsize::new(1),
         room: Notify::new(),
     });
@@ -78,6 +112,8 @@ struct Shared<T> {
     capacity: usize,
     max_bytes: usize,
     weigh: fn(&T) -> usize,
+    /// The bytes this queue shares with others, if any.
+    budget: Option<Arc<Budget>>,
     /// Live [`Sender`]s; at zero, the receiver sees the end once drained.
     senders: AtomicUsize,
     /// Wakes a waiting sender: a slot freed up or the queue closed.
@@ -118,7 +154,9 @@ impl<T> Shared<T> {
 
     /// Room for a message of unknown weight: a free slot and a free byte.
     fn has_room(&self, state: &State<T>) -> bool {
-        state.items.len() + state.reserved < self.capacity && state.bytes < self.max_bytes
+        state.items.len() + state.reserved < self.capacity
+            && state.bytes < self.max_bytes
+            && self.budget.as_ref().is_none_or(|budget| budget.allows(1))
     }
 
     /// Room for a message weighing `weight` (a weightless one, a control
@@ -126,8 +164,20 @@ impl<T> Shared<T> {
     fn has_room_for(&self, state: &State<T>, weight: usize) -> bool {
         state.items.len() + state.reserved < self.capacity
             && (weight == 0
-                || state.items.is_empty()
-                || state.bytes.saturating_add(weight) <= self.max_bytes)
+                || ((state.items.is_empty()
+                    || state.bytes.saturating_add(weight) <= self.max_bytes)
+                    && self.budget.as_ref().is_none_or(|b| b.allows(weight))))
+    }
+
+    /// `weight` bytes were queued (`taken`) or left the queue.
+    fn count(&self, weight: usize, taken: bool) {
+        if let Some(budget) = &self.budget {
+            if taken {
+                budget.used.fetch_add(weight, Ordering::Relaxed);
+            } else {
+                budget.used.fetch_sub(weight, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Takes the next message, for the one receiver.
@@ -135,8 +185,10 @@ impl<T> Shared<T> {
         let mut state = self.state();
         match state.items.pop_front() {
             Some(value) => {
-                state.bytes -= (self.weigh)(&value);
+                let weight = (self.weigh)(&value);
+                state.bytes -= weight;
                 drop(state);
+                self.count(weight, false);
                 self.room.notify_one();
                 Ok(value)
             }
@@ -184,6 +236,7 @@ impl<T> Sender<T> {
             return Err(TrySendError::Full(value));
         }
         state.bytes += weight;
+        shared.count(weight, true);
         state.items.push_back(value);
         state.wake_receiver();
         Ok(())
@@ -266,8 +319,8 @@ impl<T> Clone for WeakSender<T> {
 }
 
 impl<T> WeakSender<T> {
-    /// Refuses further messages, as [`Receiver::close`] does: the receiver
-    /// gets those already queued, then the end.
+    /// Refuses further messages: the receiver gets those already queued,
+    /// then the end.
     pub(crate) fn close(&self) {
         {
             let mut state = self.shared.state();
@@ -301,7 +354,9 @@ impl<T> Permit<'_, T> {
             drop(value);
             return;
         }
-        state.bytes += (shared.weigh)(&value);
+        let weight = (shared.weigh)(&value);
+        state.bytes += weight;
+        shared.count(weight, true);
         state.items.push_back(value);
         state.wake_receiver();
     }
@@ -331,8 +386,10 @@ impl<T> Receiver<T> {
         let mut state = shared.state();
         match state.items.pop_front() {
             Some(value) => {
-                state.bytes -= (shared.weigh)(&value);
+                let weight = (shared.weigh)(&value);
+                state.bytes -= weight;
                 drop(state);
+                shared.count(weight, false);
                 shared.room.notify_one();
                 Poll::Ready(Some(value))
             }
@@ -366,7 +423,8 @@ impl<T> Drop for Receiver<T> {
         let items = {
             let mut state = self.shared.state();
             state.closed = true;
-            state.bytes = 0;
+            let held = std::mem::take(&mut state.bytes);
+            self.shared.count(held, false);
             std::mem::take(&mut state.items)
         };
         self.shared.room.notify_waiters();
@@ -490,6 +548,27 @@ mod tests {
         assert_eq!(tx.try_send(3), Err(TrySendError::Closed(3)));
         assert_eq!(rx.recv().await, Some(1));
         assert_eq!(rx.recv().await, None);
+    }
+
+    #[test]
+    fn queues_sharing_a_budget_refuse_what_would_go_over_it_unless_all_are_empty() {
+        let budget = Budget::new(10);
+        let weigh: fn(&usize) -> usize = |n| *n;
+        let (a, mut a_rx) = bounded_in(8, 100, weigh, Some(budget.clone()));
+        let (b, mut b_rx) = bounded_in(8, 100, weigh, Some(budget.clone()));
+        // Everything empty: one message fits whatever its size.
+        assert_eq!(a.try_send(30), Ok(()));
+        assert_eq!(b.try_send(1), Err(TrySendError::Full(1)));
+        assert_eq!(a_rx.try_recv(), Ok(30));
+        assert_eq!(a.try_send(6), Ok(()));
+        assert_eq!(b.try_send(4), Ok(()));
+        assert_eq!(b.try_send(1), Err(TrySendError::Full(1)));
+        assert_eq!(b_rx.try_recv(), Ok(4));
+        assert_eq!(b.try_send(4), Ok(()));
+        // A dropped receiver gives back what its queue held.
+        drop(a_rx);
+        assert_eq!(b.try_send(6), Ok(()));
+        assert_eq!(budget.used.load(Ordering::Relaxed), 10);
     }
 
     #[tokio::test]

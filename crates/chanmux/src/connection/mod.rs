@@ -227,7 +227,7 @@ async fn start_in(
     let decided = timeout(config.connect_timeout, async {
         tokio::select! {
             decision = &mut decision_rx => decision.ok(),
-            () = poll_consumer(&mut consumer) => {
+            () = poll_some(&mut consumer) => {
                 // It ended (failed in connect, say): its decision, if any,
                 // was sent just before.
                 consumer = None;
@@ -364,6 +364,12 @@ async fn serve<S, R>(
     // While one waits, nothing more is read: TCP then slows the client.
     // Boxed: it is rare, and inline it would cost every connection.
     let mut pending: Option<Box<Event>> = None;
+    // An answer to the client's last frame (an error frame, a pong, ...)
+    // waiting for room in the outbound queue. It is polled as a branch of
+    // its own, never awaited inside the frame branch: the consumer, polled
+    // beside it, may be waiting for the same room. Nothing more is read
+    // until it is sent.
+    let mut answer: Option<BoxFuture<'static, ()>> = None;
     let mut rate = FrameRate::new(settings.max_frame_rate);
     let mut heartbeat = Heartbeat::new(settings.ping_interval, settings.pong_timeout);
     // Anything arrived since the heartbeat's timer last fired.
@@ -383,12 +389,13 @@ async fn serve<S, R>(
             // only once nothing else is ready, not once per frame.
             tokio::select! {
                 biased;
-                () = poll_consumer(&mut consumer), if consumer.is_some() => consumer = None,
+                () = poll_some(&mut consumer), if consumer.is_some() => consumer = None,
                 permit = reserve(&input), if pending.is_some() => match permit {
                     Ok(permit) => permit.send(*pending.take().expect("checked by the guard")),
                     Err(_) => break close_code::ABNORMAL,
                 },
-                frame = frames.next(), if pending.is_none() => {
+                () = poll_some(&mut answer), if answer.is_some() => answer = None,
+                frame = frames.next(), if pending.is_none() && answer.is_none() => {
                     let frame = match frame {
                         Some(Ok(frame)) => frame,
                         Some(Err(e)) => match e.close_code() {
@@ -409,24 +416,21 @@ async fn serve<S, R>(
                     heard = true;
                     let data = matches!(frame, Frame::Text(_) | Frame::Binary(_));
                     if data && rate.as_mut().is_some_and(|rate| !rate.allow()) {
-                        let limit = settings.max_frame_rate;
-                        Box::pin(over_rate(&ctx, &input, limit)).await;
+                        answer = Some(over_rate(&ctx, &input, settings.max_frame_rate));
                         continue;
                     }
                     let event = match (frame, &input) {
                         // A demultiplexer routes each frame straight to its
                         // stream; frames after its socket closed are dropped.
                         (Frame::Text(text), Input::Demux(demux)) => {
-                            if ctx.is_accepted()
-                                && let Some(answer) = demux.route_text(text)
-                            {
-                                answer.await;
+                            if ctx.is_accepted() {
+                                answer = demux.route_text(text);
                             }
                             continue;
                         }
                         (Frame::Binary(_), Input::Demux(demux)) => {
                             if ctx.is_accepted() {
-                                demux.route_binary().await;
+                                answer = Some(demux.route_binary());
                             }
                             continue;
                         }
@@ -518,17 +522,16 @@ async fn last_words(
 /// Answers a frame over the rate limit (it is dropped): with a
 /// demultiplexer's error frame (or its strict close), else an error frame
 /// from the socket.
-async fn over_rate(ctx: &Context, input: &Input, limit: u32) {
+fn over_rate(ctx: &Context, input: &Input, limit: u32) -> BoxFuture<'static, ()> {
     tracing::debug!(limit, "frame over the rate limit; dropped");
     let message = format!("more than {limit} frames per second; frame dropped");
     match input {
-        Input::Demux(demux) => {
-            demux
-                .reject(ErrorCode::RateLimited, &message, None, None)
-                .await;
-        }
+        Input::Demux(demux) => demux.answer(ErrorCode::RateLimited, message, None, None),
         Input::Queue(_) => {
-            let _ = ctx.send_error(ErrorCode::RateLimited, &message).await;
+            let ctx = ctx.clone();
+            Box::pin(async move {
+                let _ = ctx.send_error(ErrorCode::RateLimited, &message).await;
+            })
         }
     }
 }
@@ -588,10 +591,11 @@ where
     timeout(wait, reply).await.unwrap_or(close_code::ABNORMAL)
 }
 
-/// Polls the consumer's lifecycle while it lasts; pending forever once it
-/// has ended (`None`), so a `select!` branch guarded on `is_some` can use it.
-async fn poll_consumer(consumer: &mut Option<BoxFuture<'static, ()>>) {
-    match consumer {
+/// Polls a boxed future (the consumer's lifecycle, an answer) while there
+/// is one; pending forever once it has ended (`None`), so a `select!`
+/// branch guarded on `is_some` can use it.
+async fn poll_some(future: &mut Option<BoxFuture<'static, ()>>) {
+    match future {
         Some(running) => running.await,
         None => std::future::pending().await,
     }

@@ -468,6 +468,9 @@ impl Context {
                 _ => Err(AcceptError::Closed),
             };
         }
+        // Cancelled before it settles (its handler stopped as the consumer
+        // ends), the accept leaves the consumer closed, not accepting.
+        let abandoned = Abandoned(self);
         let accepted = match &self.inner.link {
             Link::Socket(link) => {
                 // Accepted before the handshake hears of it: the client may
@@ -477,6 +480,7 @@ impl Context {
             }
             Link::Stream(link) => link.demux.stream_accepted(link, protocol).await,
         };
+        std::mem::forget(abandoned);
         let state = if accepted.is_ok() { ACCEPTED } else { CLOSED };
         if let (Ok(()), Some(metrics)) = (&accepted, self.stream_metrics()) {
             metrics.open.increment(1);
@@ -734,8 +738,10 @@ impl Context {
         match &self.inner.link {
             Link::Socket(link) => link.send(Outbound::Close(code, reason.into())).await,
             Link::Stream(link) => {
-                self.end(code);
+                // Ended only once the close is out: ending cancels a handler
+                // at its next wait, and this one may wait for room.
                 link.demux.stream_closed(link, code, reason.into()).await;
+                self.end(code);
                 Ok(())
             }
         }
@@ -921,6 +927,22 @@ impl Context {
     /// Waits until the consumer starts ending, for [`Stoppable`](super::runner).
     pub(crate) fn ending_notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.inner.settled.notified()
+    }
+}
+
+/// Settles an accept that was cancelled midway: the consumer is closed,
+/// and a stream that counted itself open no longer does.
+struct Abandoned<'a>(&'a Context);
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        let ctx = self.0;
+        if ctx.advance(ACCEPTING, CLOSED) {
+            if let Link::Stream(link) = &ctx.inner.link {
+                link.demux.stream_accept_abandoned();
+            }
+            ctx.inner.settled.notify_waiters();
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context as TaskContext, Poll, Waker};
+use std::task::{Context as TaskContext, Poll};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
@@ -50,7 +50,6 @@ pub(super) fn start(spec: &Arc<Spec>, start: Start) -> Started {
             session: session.clone(),
             streams,
             done: false,
-            registered: None,
         }),
         input: Input::Demux(session),
     }
@@ -65,9 +64,6 @@ struct Driver {
     streams: FuturesUnordered<Tagged>,
     /// The client has left: done once the streams are.
     done: bool,
-    /// The waker last registered with the session, while it may still be
-    /// there.
-    registered: Option<Waker>,
 }
 
 impl Future for Driver {
@@ -76,16 +72,9 @@ impl Future for Driver {
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let this = &mut *self;
         loop {
-            // Registered again only when a wake may have taken it (news) or
-            // the task's waker changed: most polls are a stream's message.
-            if !this
-                .registered
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                this.session.driver.register(cx.waker());
-                this.registered = Some(cx.waker().clone());
-            }
+            // Every poll: a wake from another thread may have taken the
+            // waker at any moment (registering the same one again is cheap).
+            this.session.driver.register(cx.waker());
             // The table is locked only when streams were started or the
             // client left.
             let news = &this.session.news;
@@ -99,8 +88,6 @@ impl Future for Driver {
                 for stream in started {
                     this.streams.push(stream);
                 }
-                // The wake that set the news took the registered waker.
-                this.registered = None;
                 continue;
             }
             match this.streams.poll_next_unpin(cx) {

@@ -102,7 +102,8 @@ impl Entry {
         matches!(self.kind, Kind::Eager)
     }
 
-    fn is_lazy(&self) -> bool {
+    /// Lazy and pattern streams start when the client asks for them.
+    fn starts_on_demand(&self) -> bool {
         !self.is_eager()
     }
 
@@ -133,6 +134,12 @@ pub struct DemultiplexerConfig {
     /// whole frame); a frame that would go over gets `stream_overloaded`,
     /// unless the queue is empty. Default 1 MiB.
     pub stream_queue_bytes: usize,
+    /// Bytes of frames queued for all the streams of one connection
+    /// together; a frame that would go over gets `stream_overloaded`, unless
+    /// nothing is queued at all. With streams started on demand (up to
+    /// `max_streams`), this is what bounds a connection's queued frames.
+    /// Default 4 MiB.
+    pub max_queued_bytes: usize,
     /// Close the socket with 1008 (reason: the error code) on bad input
     /// instead of replying with an error frame. Default `false`.
     pub strict: bool,
@@ -144,9 +151,12 @@ pub struct DemultiplexerConfig {
     /// get `frame_too_large`. They are kept as long as the stream runs.
     /// Default 4096.
     pub max_params_size: usize,
-    /// How long a `subscribe` waits for the stream's consumer to accept or
-    /// refuse; then it is answered `subscription_refused` (and a stream the
-    /// subscribe started is refused). Default 5 s, as the connect timeout.
+    /// How long a stream the client started (by a subscribe or a first
+    /// frame) has to accept or refuse; then it is refused, which answers
+    /// the subscribe and the frames waiting for it `subscription_refused`.
+    /// A subscribe to a stream started at connect that has not decided is
+    /// answered so too, the stream running on. Default 5 s, as the connect
+    /// timeout.
     pub subscribe_timeout: Duration,
 }
 
@@ -156,6 +166,7 @@ impl Default for DemultiplexerConfig {
             max_frame_size: 1024 * 1024,
             stream_queue_capacity: 64,
             stream_queue_bytes: 1024 * 1024,
+            max_queued_bytes: 4 * 1024 * 1024,
             strict: false,
             max_streams: 128,
             max_params_size: 4096,
@@ -408,6 +419,13 @@ impl DemultiplexerBuilder {
         self
     }
 
+    /// Bytes of frames queued for all of a connection's streams together
+    /// (default 4 MiB); see [`DemultiplexerConfig::max_queued_bytes`].
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_queued_bytes = bytes;
+        self
+    }
+
     /// On bad input, close the socket with 1008 and the error code as the
     /// reason instead of replying with an error frame (default `false`).
     pub fn strict(mut self, strict: bool) -> Self {
@@ -456,7 +474,7 @@ impl DemultiplexerBuilder {
             .collect();
         Demultiplexer {
             spec: Arc::new(Spec {
-                dynamic: entries.iter().any(Entry::is_lazy),
+                dynamic: entries.iter().any(Entry::starts_on_demand),
                 entries,
                 index,
                 patterns,

@@ -54,9 +54,6 @@ fn hand_over(running: &mut Running, payload: Text, reference: Option<Ref>) -> Ro
 
 impl Session {
     /// Answers a frame that cannot be handled (see [`Session::send_error`]).
-    ///
-    /// Boxed: bad input is the rare path, and its future would otherwise
-    /// enlarge the routing future the connection loop holds.
     pub(crate) async fn reject(
         &self,
         code: ErrorCode,
@@ -135,13 +132,7 @@ impl Session {
                         .await;
                 }))
             }
-            ClientFrame::Unsubscribe { stream, reference } => {
-                let (stream, reference) = (stream.into_owned(), reference.map(str::to_owned));
-                let session = session();
-                Some(Box::pin(async move {
-                    session.unsubscribe(&stream, reference.as_deref()).await;
-                }))
-            }
+            ClientFrame::Unsubscribe { stream, reference } => self.unsubscribe(&stream, reference),
             ClientFrame::Ping { value } => {
                 let pong = Text::known_json(pong_frame(value));
                 let session = session();
@@ -153,7 +144,7 @@ impl Session {
     }
 
     /// Answers a frame that could not be handled, later (see [`route_text`](Self::route_text)).
-    fn answer(
+    pub(crate) fn answer(
         self: &Arc<Self>,
         code: ErrorCode,
         message: String,
@@ -191,7 +182,7 @@ impl Session {
         // lookup; the table is indexed again only after starting one.
         if let Some(&index) = self.spec.index.get(name) {
             if state.named[index].is_none() {
-                if !self.spec.entries[index].is_lazy() {
+                if !self.spec.entries[index].starts_on_demand() {
                     return Err(not_accepting(name));
                 }
                 self.start_on_demand(state, index, name, None, false)?;
@@ -200,10 +191,9 @@ impl Session {
         }
         if !state.matched.contains_key(name) {
             let Some(index) = self.matching_pattern(name) else {
-                let message = if name.len() <= MAX_ECHOED_NAME {
-                    format!("no stream named {name:?}")
-                } else {
-                    format!("no stream has a name of {} bytes", name.len())
+                let message = match name.len() <= MAX_ECHOED_NAME {
+                    true => format!("no stream named {name:?}"),
+                    false => format!("no stream has a name of {} bytes", name.len()),
                 };
                 return Err(Routed::Refused(
                     ErrorCode::UnknownStream,
@@ -241,7 +231,10 @@ impl Session {
         }
         let captures = self.spec.entries[index].captures(name);
         let on_demand = Box::new(OnDemand::new(name, captures, params));
-        Ok(self.start_stream(state, index, Some(on_demand), subscribed))
+        let (id, ctx) = self.start_stream(state, index, Some(on_demand), subscribed);
+        // Bounds how long its queue may hold frames before it decides.
+        self.time_decision(state, id, ctx);
+        Ok(id)
     }
 
     /// `{"subscribe": name}`: starts the stream, or subscribes the client to
@@ -268,30 +261,27 @@ impl Session {
             match self.find(&mut state, name) {
                 Found::Running(running) if running.subscribed => Err(Routed::Refused(
                     ErrorCode::AlreadySubscribed,
-                    format!("already subscribed to {name:?}"),
+                    format!("already subscribed to {}", describe(name)),
                     String::new(),
                 )),
                 Found::Running(running) => {
                     running.subscribed = true;
                     let (id, accepted, ctx) = (running.id, running.accepted, running.ctx.clone());
                     if !accepted {
-                        self.owe(&mut state, id, ctx, owned_ref);
+                        Session::owe(&mut state, id, name, owned_ref);
+                        self.time_decision(&mut state, id, ctx);
                     }
                     Ok(accepted)
                 }
                 Found::Stopped(index) | Found::Matches(index) => self
                     .start_on_demand(&mut state, index, name, params, true)
                     .map(|id| {
-                        let ctx = match self.find(&mut state, name) {
-                            Found::Running(running) => running.ctx.clone(),
-                            _ => unreachable!("the stream was just started"),
-                        };
-                        self.owe(&mut state, id, ctx, owned_ref);
+                        Session::owe(&mut state, id, name, owned_ref);
                         false
                     }),
                 Found::Unknown => Err(Routed::Refused(
                     ErrorCode::UnknownStream,
-                    format!("no stream named {name:?}"),
+                    format!("no stream matches {}", describe(name)),
                     String::new(),
                 )),
             }
@@ -311,47 +301,66 @@ impl Session {
         }
     }
 
-    /// `{"unsubscribe": name}`: stops the running stream (its consumer
-    /// hears `disconnect` with 1000), then answers `unsubscribed` (after
-    /// answering a subscribe still waiting for it).
-    async fn unsubscribe(&self, name: &str, reference: Option<&str>) {
-        let (running, owed) = {
-            let mut state = self.state();
-            let found = match self.find(&mut state, name) {
-                Found::Running(running) => Some(running.id),
-                _ => None,
-            };
-            let owed = found.and_then(|id| Session::forgive(&mut state, id));
-            (found.and_then(|id| self.take(&mut state, name, id)), owed)
+    /// `{"unsubscribe": name}`: takes the running stream out of the table
+    /// now; stopping it (its consumer hears `disconnect` with 1000) and the
+    /// answers (`subscription_refused` for a subscribe still waiting for it,
+    /// then `unsubscribed`) run in the driver. Stopping may wait for the
+    /// consumer's accept to finish, which only the driver can run: awaited
+    /// in the connection loop, it would stall it for good.
+    fn unsubscribe(
+        self: &Arc<Self>,
+        name: &str,
+        reference: Option<&str>,
+    ) -> Option<BoxFuture<'static, ()>> {
+        let mut state = self.state();
+        let id = match self.find(&mut state, name) {
+            Found::Running(running) => running.id,
+            _ => {
+                drop(state);
+                let message = format!("not subscribed to {}", describe(name));
+                return Some(self.answer(
+                    ErrorCode::NotSubscribed,
+                    message,
+                    Some(name.to_owned()),
+                    reference.map(str::to_owned),
+                ));
+            }
         };
-        if let Some(owed) = owed {
-            let message = format!("unsubscribed from {name:?} before it accepted");
-            let owed_ref = owed.as_ref().map(Ref::as_json);
-            self.reject(
-                ErrorCode::SubscriptionRefused,
-                &message,
-                Some(name),
-                owed_ref,
-            )
-            .await;
-        }
-        let Some(running) = running else {
-            let message = format!("not subscribed to {name:?}");
-            self.reject(ErrorCode::NotSubscribed, &message, Some(name), reference)
-                .await;
-            return;
-        };
-        match running.ctx.unsubscribed().await {
-            Unsubscribed::FromOpen => self.stream_unsubscribed(true),
-            Unsubscribed::FromPending => self.stream_unsubscribed(false),
-            Unsubscribed::AlreadyEnded => {}
-        }
-        if let Input::Demux(inner) = &running.input {
-            inner.disconnect(chanmux_core::close_code::NORMAL);
-        }
-        drop(running);
-        let frame = unsubscribed_frame(name, reference);
-        let _ = self.parent().send_text(Text::known_json(frame)).await;
+        let owed = Session::forgive(&mut state, id);
+        let running = self.take(&mut state, name, id).expect("found above");
+        let (session, name, reference) =
+            (self.clone(), name.to_owned(), reference.map(str::to_owned));
+        self.run_in_driver(&mut state, async move {
+            if let Some(owed) = owed {
+                let message = format!("unsubscribed from {name:?} before it accepted");
+                let owed = owed.as_ref().map(Ref::as_json);
+                session
+                    .reject(ErrorCode::SubscriptionRefused, &message, Some(&name), owed)
+                    .await;
+            }
+            match running.ctx.unsubscribed().await {
+                Unsubscribed::FromOpen => session.stream_unsubscribed(true),
+                Unsubscribed::FromPending => session.stream_unsubscribed(false),
+                Unsubscribed::AlreadyEnded => {}
+            }
+            if let Input::Demux(inner) = &running.input {
+                inner.disconnect(chanmux_core::close_code::NORMAL);
+            }
+            drop(running);
+            let frame = unsubscribed_frame(&name, reference.as_deref());
+            let _ = session.parent().send_text(Text::known_json(frame)).await;
+        });
+        None
+    }
+}
+
+/// A client's stream name for a message: quoted, or only its length when it
+/// is too long to echo (see [`MAX_ECHOED_NAME`]).
+fn describe(name: &str) -> String {
+    if name.len() <= MAX_ECHOED_NAME {
+        format!("{name:?}")
+    } else {
+        format!("a name of {} bytes", name.len())
     }
 }
 

@@ -28,6 +28,8 @@ pub(crate) struct Session {
     parent: Context,
     /// The streams' channel layer: the demultiplexer's, else the parent's.
     layer: Option<SharedLayer>,
+    /// The bytes all the streams' queues may hold together.
+    queued: Arc<queue::Budget>,
     /// Set once the parent accepted (for the first accepting eager stream,
     /// or at once without eager streams).
     parent_accepted: OnceCell<()>,
@@ -65,6 +67,10 @@ pub(super) struct State {
 
 /// The running pattern streams of a connection.
 #[derive(Default)]
+#[expect(
+    clippy::box_collection,
+    reason = "boxed, an absent table is one pointer rather than an empty map's 48 bytes, on every connection"
+)]
 pub(super) struct Matched(Option<Box<HashMap<Box<str>, Running>>>);
 
 impl Matched {
@@ -131,6 +137,8 @@ pub(super) struct Running {
 
 struct Owed {
     id: u32,
+    /// The stream's name, as subscribed to.
+    name: Box<str>,
     reference: Option<Ref>,
     /// Why the stream did not start, once it refused or failed.
     refusal: Option<String>,
@@ -216,9 +224,11 @@ impl Session {
     pub(super) fn new(spec: Arc<Spec>, parent: Context) -> Self {
         let named = spec.entries.iter().map(|_| None).collect();
         let layer = spec.layer.clone().or_else(|| parent.layer().cloned());
+        let queued = queue::Budget::new(spec.config.max_queued_bytes);
         Session {
             spec,
             layer,
+            queued,
             parent,
             parent_accepted: OnceCell::new(),
             state: Mutex::new(State {
@@ -312,14 +322,15 @@ impl Session {
         index: usize,
         on_demand: Option<Box<OnDemand>>,
         subscribed: bool,
-    ) -> u32 {
+    ) -> (u32, Context) {
         let entry = &self.spec.entries[index];
         let id = state.next_id;
         state.next_id = state.next_id.wrapping_add(1);
-        let (inbox, inbox_rx) = queue::bounded_bytes(
+        let (inbox, inbox_rx) = queue::bounded_in(
             self.spec.config.stream_queue_capacity,
             self.spec.config.stream_queue_bytes,
             crate::consumer::Event::weight,
+            Some(self.queued.clone()),
         );
         let by_client = on_demand.is_some();
         let link = StreamLink {
@@ -347,7 +358,7 @@ impl Session {
         });
         let running = Running {
             id,
-            ctx,
+            ctx: ctx.clone(),
             input: started.input,
             subscribed,
             accepted: false,
@@ -366,7 +377,7 @@ impl Session {
         counts.connecting += 1;
         counts.total += 1;
         self.wake_driver();
-        id
+        (id, ctx)
     }
 
     /// Takes the running stream `link` out of the table, if it is still
@@ -398,42 +409,50 @@ impl Session {
         taken
     }
 
-    /// Owes the client a `subscribed` for stream `id` (whose context is
-    /// `ctx`) once it accepts; if it has neither accepted nor refused within
-    /// the subscribe timeout, the subscribe is answered
-    /// `subscription_refused` instead.
-    pub(super) fn owe(
-        self: &Arc<Self>,
-        state: &mut State,
-        id: u32,
-        ctx: Context,
-        reference: Option<Ref>,
-    ) {
+    /// Owes the client a `subscribed` for stream `id` once it accepts (with
+    /// the subscribe's ref), or a `subscription_refused` if it refuses.
+    pub(super) fn owe(state: &mut State, id: u32, name: &str, reference: Option<Ref>) {
         state.owed.push(Owed {
             id,
+            name: name.into(),
             reference,
             refusal: None,
         });
+    }
+
+    /// Runs `work` in the driver, beside the streams (so it may wait for
+    /// them: the connection loop must not).
+    pub(super) fn run_in_driver(
+        &self,
+        state: &mut State,
+        work: impl Future<Output = ()> + Send + 'static,
+    ) {
+        state.started.push(Tagged::untagged(Box::pin(work)));
+        self.wake_driver();
+    }
+
+    /// Gives stream `ctx` the subscribe timeout to accept or refuse: then a
+    /// stream the client started is refused (which answers a subscribe
+    /// waiting for it, and the frames queued for it); for a stream started
+    /// at connect, only the subscribe waiting for it (`id`) is refused, and
+    /// the stream runs on.
+    pub(super) fn time_decision(self: &Arc<Self>, state: &mut State, id: u32, ctx: Context) {
         let session = Arc::downgrade(self);
         let timeout = self.spec.config.subscribe_timeout;
-        state.started.push(Tagged::untagged(Box::pin(async move {
+        self.run_in_driver(state, async move {
             tokio::select! {
                 () = tokio::time::sleep(timeout) => {
                     if let Some(session) = session.upgrade() {
-                        session.subscribe_timed_out(id, &ctx, timeout).await;
+                        session.decision_timed_out(id, &ctx, timeout).await;
                     }
                 }
                 // Ended first (or the client left): nothing to time out.
                 () = ctx.closing() => {}
             }
-        })));
-        self.wake_driver();
+        });
     }
 
-    /// A subscribe waited `timeout` for stream `id` to decide. A stream the
-    /// client started is refused (which answers the subscribe); a stream
-    /// started at connect runs on, and the subscribe is refused alone.
-    async fn subscribe_timed_out(&self, id: u32, ctx: &Context, timeout: Duration) {
+    async fn decision_timed_out(&self, id: u32, ctx: &Context, timeout: Duration) {
         let Some(link) = ctx.stream_link() else {
             return;
         };
@@ -443,9 +462,8 @@ impl Session {
             timeout.as_secs_f64()
         );
         if link.on_demand.is_some() {
-            if self.state().owed.iter().any(|owed| owed.id == id) {
-                ctx.refuse_with(message);
-            }
+            // Nothing happens if it has decided meanwhile.
+            ctx.refuse_with(message);
             return;
         }
         let owed = {
@@ -527,6 +545,12 @@ impl Session {
         Ok(())
     }
 
+    /// A stream's accept was cancelled after it counted itself open (see
+    /// `Context::accept_with`).
+    pub(crate) fn stream_accept_abandoned(&self) {
+        self.state().counts.open -= 1;
+    }
+
     pub(super) async fn accept_parent(&self, protocol: Option<String>) -> Result<(), AcceptError> {
         self.parent_accepted
             .get_or_try_init(|| Box::pin(self.parent.accept_with(protocol)))
@@ -566,6 +590,9 @@ impl Session {
                 .then_some(counts.failed == counts.total);
             (removed, verdict)
         };
+        if let Some(Input::Demux(inner)) = removed.as_ref().map(|r| &r.input) {
+            inner.disconnect(close_code::ABNORMAL);
+        }
         drop(removed);
         match verdict {
             Some(true) => self.parent.fail_unaccepted(),
@@ -595,6 +622,9 @@ impl Session {
             }
             (removed, counts.take_due_close())
         };
+        if let Some(Input::Demux(inner)) = removed.as_ref().map(|r| &r.input) {
+            inner.disconnect(code);
+        }
         if removed.is_some_and(|running| running.subscribed) {
             let frame = closed_frame(link.name(), code, &reason);
             let _ = self.parent.send_text(Text::known_json(frame)).await;
@@ -661,20 +691,25 @@ impl Session {
             owed
         };
         if let Some(owed) = owed {
-            let name = link.name();
-            let message = owed
-                .refusal
-                .unwrap_or_else(|| format!("stream {name:?} ended before accepting"));
-            let reference = owed.reference.as_ref().map(Ref::as_json);
-            let _ = self
-                .send_error(
-                    ErrorCode::SubscriptionRefused,
-                    &message,
-                    Some(name),
-                    reference,
-                )
-                .await;
+            self.refuse_owed(owed).await;
         }
+    }
+
+    /// Answers a subscribe whose stream ended without accepting.
+    async fn refuse_owed(&self, owed: Owed) {
+        let name = &*owed.name;
+        let message = owed
+            .refusal
+            .unwrap_or_else(|| format!("stream {name:?} ended before accepting"));
+        let reference = owed.reference.as_ref().map(Ref::as_json);
+        let _ = self
+            .send_error(
+                ErrorCode::SubscriptionRefused,
+                &message,
+                Some(name),
+                reference,
+            )
+            .await;
     }
 
     /// The client left with `code`: every stream ends with it, and the
@@ -699,17 +734,28 @@ impl Session {
     }
 
     /// A stream's future has ended.
-    pub(super) fn finished(&self, finished: &Finished) {
+    pub(super) fn finished(self: &Arc<Self>, finished: &Finished) {
         let removed = {
             let mut state = self.state();
             if finished.on_demand {
                 state.on_demand -= 1;
             }
-            // Normally gone already (it left when it closed, refused or was
-            // unsubscribed); this catches any other way out.
             let Some(id) = finished.id else {
                 return;
             };
+            // A consumer answers a subscribe waiting for it as it ends; a
+            // nested demultiplexer, which has no consumer of its own, is
+            // answered for here.
+            if let Some(at) = state.owed.iter().position(|owed| owed.id == id) {
+                let owed = state.owed.swap_remove(at);
+                let session = self.clone();
+                self.run_in_driver(&mut state, async move {
+                    session.refuse_owed(owed).await;
+                });
+            }
+            state.refs.retain(|(stream, _)| *stream != id);
+            // Normally gone already (it left when it closed, refused or was
+            // unsubscribed); this catches any other way out.
             let named = state
                 .named
                 .iter_mut()

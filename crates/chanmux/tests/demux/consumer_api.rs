@@ -89,6 +89,8 @@ async fn ends_with(log: &Log, code: u16) {
         || log.contains(&disconnect) && log.contains("dropped task") && log.contains("closing"),
     )
     .await;
+    // A second call would come soon after the first, if at all.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(
         log.entries()
             .iter()
@@ -161,6 +163,8 @@ async fn a_hanging_handler_is_cancelled_by_an_unsubscribe_too() {
 /// Never returns from its disconnect, to be cut off at the close timeout.
 struct StuckDisconnect {
     log: Log,
+    /// Dropped with the consumer: shows the cut-off happened.
+    _alive: DropLog,
 }
 
 impl Consumer for StuckDisconnect {
@@ -187,13 +191,17 @@ async fn a_consumer_cut_off_at_the_close_timeout_still_stops_its_tasks() {
     let demux = Demultiplexer::builder()
         .stream("s", move || StuckDisconnect {
             log: consumer_log.clone(),
+            _alive: DropLog(consumer_log.clone(), "consumer"),
         })
         .build();
     let config = ConnectionConfig::default().with_close_timeout(Duration::from_millis(100));
     let mut comm = Communicator::new(demux, "/").config(config);
     assert!(comm.connect().await.is_accepted());
     comm.disconnect(1000).await;
-    wait_until("the task to stop", || log.contains("dropped task")).await;
+    wait_until("the task to stop and the consumer to be cut off", || {
+        log.contains("dropped task") && log.contains("dropped consumer")
+    })
+    .await;
     assert_eq!(log.entries()[0], "disconnect 1000");
 }
 

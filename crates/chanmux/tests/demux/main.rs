@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod backpressure;
 mod bad_input;
 mod consumer_api;
 mod exposure;

@@ -519,6 +519,7 @@ async fn a_version_1_client_sees_only_version_1_frames() {
             break;
         }
     }
+    assert_eq!(frames.len(), 3, "{frames:?}");
     for frame in &frames {
         let keys: Vec<&String> = frame.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["payload", "stream"], "{frame}");
