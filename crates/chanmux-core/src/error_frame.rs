@@ -30,7 +30,7 @@ pub enum ErrorCode {
     /// The connection sent frames faster than its rate limit; this frame
     /// was dropped.
     RateLimited,
-    /// The frame's `ref` is neither a string of at most [`MAX_REF_CHARS`]
+    /// The frame's `ref` is neither a string of at most [`MAX_REF_CHARS`](crate::MAX_REF_CHARS)
     /// characters nor an integer; the frame was not acted on.
     InvalidRef,
     /// The stream's consumer refused to start (the message is its reason).

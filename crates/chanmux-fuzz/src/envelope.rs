@@ -20,8 +20,9 @@ use crate::json::read_json;
 /// - `wrap(stream, payload)` is valid JSON that parses back to the same
 ///   stream and the identical payload text.
 /// - `ClientFrame::parse` (what the server routes by, PROTOCOL.md) never
-///   panics and classifies the frame as the protocol says (see
-///   [`check_client_frame`]).
+///   panics and classifies the frame as the protocol says: a bad `ref`
+///   first, then data, subscribe, unsubscribe or ping, each read as
+///   serde_json reads it.
 ///
 /// serde_json's `Value` reader stops at nesting depth 128, at numbers out of
 /// `f64` range and at `\u` escapes of unpaired surrogates; all are allowed

@@ -2,7 +2,6 @@
 //! across processes and machines, over Redis pub/sub.
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use chanmux::{Consumer, Demultiplexer};
 //! use chanmux_redis::RedisLayer;
 //!
@@ -14,7 +13,7 @@
 //! let layer = RedisLayer::connect("redis://127.0.0.1:6379/").await?;
 //! let demux = Demultiplexer::builder()
 //!     .stream("quiet", || Quiet)
-//!     .layer(Arc::new(layer))
+//!     .channel_layer(layer)
 //!     .build();
 //! # Ok(())
 //! # }

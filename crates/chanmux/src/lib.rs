@@ -127,7 +127,7 @@
 //!
 //! # Groups
 //!
-//! With a channel layer ([`DemultiplexerBuilder::layer`]), every consumer has
+//! With a channel layer ([`DemultiplexerBuilder::channel_layer`]), every consumer has
 //! a channel (opened when first used: [`Context::channel_name`] or
 //! [`Context::group_add`]), joins groups with [`Context::group_add`], and
 //! receives what is sent to them in [`Consumer::event`]; [`Demultiplexer::group_send`]
