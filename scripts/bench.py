@@ -204,11 +204,16 @@ def churn_memory(server, count, streams):
             return json.loads(response.read())
     marks = {"baseline": server.rss_kib(), "baseline_stats": stats()}
     command = ["taskset", "-c", LOAD_CPU, str(RELEASE / "chanmux-load"), "churn", "--url", server.url,
-               "-c", str(count), "--streams", str(streams), "--rounds", "2", "--hold", "3"]
+               "-c", str(count), "--streams", str(streams), "--rounds", "2", "--hold", "3",
+               # Its own source addresses: the idle runs before it leave
+               # 127.0.0.1's ephemeral ports in TIME_WAIT.
+               "--sources", "4"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     phases = {"all open": "open", "churned: round 1": "churned", "churned: round 2": "churned2",
               "all closed": "closed"}
+    seen = []
     for line in process.stderr:
+        seen.append(line)
         phase = next((name for prefix, name in phases.items() if line.startswith(prefix)), None)
         if phase:
             time.sleep(1.5)
@@ -218,7 +223,7 @@ def churn_memory(server, count, streams):
                 break
     out, err = process.communicate(timeout=1200)
     if process.returncode != 0:
-        raise RuntimeError(f"chanmux-load churn failed: {err.strip()[-2000:]}")
+        raise RuntimeError(f"chanmux-load churn failed: {(''.join(seen) + err).strip()[-2000:]}")
     summary = json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
     return {**marks, **summary}
 
@@ -479,7 +484,7 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
 
     if churn:
         w("## Streams on demand: memory under churn\n")
-        w(f"`chanmux-load churn -c {churn['connections']:,} --streams {CHURN_STREAMS} --rounds 2` against the demo's "
+        w(f"`chanmux-load churn -c {churn['connections']:,} --streams {CHURN_STREAMS} --rounds 2 --sources 4` against the demo's "
           "`/ws/`: every connection subscribes to a `room:{id}` stream (its consumer joins the room's "
           "group), waits for `subscribed`, unsubscribes, waits for `unsubscribed`, 50 times "
           f"({churn['cycles']:,} cycles in {churn['churn_seconds']:.1f} s, 200 connections at a time), "
