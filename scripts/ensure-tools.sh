@@ -37,3 +37,5 @@ fi
 
 echo "== npm ci (e2e)"
 (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+echo "== npm ci (clients/js: TypeScript and esbuild, for its build and size check)"
+(cd clients/js && npm ci --no-audit --no-fund --loglevel=error)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README, .ci/run): formatting, lints, every
 # test (unit, property, communicator, loopback, doc), the benchmarks run once
-# as tests, the docs, and the browser tests of the demo page.
+# as tests, the docs, the browser tests of the demo page, and the TypeScript
+# client's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,5 +31,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --lock
 echo "== browser tests (headless Chromium, real server binary)"
 cargo build -p chanmux-server --locked
 (cd e2e && CHANMUX_SERVER_BIN=../target/debug/chanmux-server timeout 300 node --test)
+
+echo "== the TypeScript client (clients/js): unit tests, size budget, and against the release server"
+cargo build --release -p chanmux-server --locked
+(cd clients/js && CHANMUX_SERVER_BIN=../../target/release/chanmux-server timeout 300 npm test)
 
 echo "== all checks passed"

@@ -1,0 +1,419 @@
+// @chanmux/client: a client for chanmux's multiplexed WebSocket protocol
+// (PROTOCOL.md, version 2). One socket, many streams; subscriptions shared
+// by reference count; requests matched to replies by ref; reconnection with
+// full-jitter exponential backoff, resubscribing before reporting "open".
+
+/** A `WebSocket` constructor: the browser's, Node's global, or the `ws` package's. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** The part of a WebSocket this client uses. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+}
+
+/** Settings, each with its default. */
+export interface Options {
+  /** The WebSocket constructor (default: the global `WebSocket`). */
+  WebSocket?: WebSocketConstructor;
+  /** Shortest wait before reconnecting, in ms (500). */
+  minReconnectDelay?: number;
+  /** Longest wait before reconnecting, in ms (20000). */
+  maxReconnectDelay?: number;
+  /** Silence after which a `{"ping"}` is sent, in ms (25000; 0: never). */
+  pingInterval?: number;
+  /** How long a ping waits for its pong before the socket is dropped, in ms (10000). */
+  pongTimeout?: number;
+  /** How long a request waits for its reply, in ms (10000). */
+  requestTimeout?: number;
+  /** Frames `send` queues while disconnected (100). */
+  maxQueued?: number;
+  /**
+   * Whether to reconnect after the server closed with `code`. Default: yes
+   * for 1001, 1006, 1011, 1012, 1013, 1014 (and a missed pong), no for
+   * 1000, 1008 and 4000–4999 (and anything else).
+   */
+  shouldReconnect?: (code: number) => boolean;
+  /** A number in [0, 1), for the backoff's jitter (default `Math.random`). */
+  random?: () => number;
+}
+
+/** The connection's state. */
+export type State = "connecting" | "open" | "reconnecting" | "closed";
+
+/** An error frame from the server, or a failure of this client. */
+export class ChanmuxError extends Error {
+  /** A protocol code (`unknown_stream`...), an application's, or `timeout` / `disconnected` / `closed`. */
+  readonly code: string;
+  /** The stream it concerns, if any. */
+  readonly stream: string | null;
+
+  constructor(code: string, message: string, stream: string | null = null) {
+    super(message);
+    this.name = "ChanmuxError";
+    this.code = code;
+    this.stream = stream;
+  }
+}
+
+/** One part of a page's use of a stream; several may share one stream. */
+export interface StreamHandle {
+  /** The stream's name. */
+  readonly name: string;
+  /** Sends `payload` (queued while disconnected, up to `maxQueued`). */
+  send(payload: unknown): void;
+  /** Sends `payload` with a fresh ref; resolves with the reply's payload. */
+  request(payload: unknown, options?: { timeout?: number }): Promise<unknown>;
+  /** Calls `callback` with each payload of the stream; returns a function that removes it. */
+  onMessage(callback: (payload: unknown) => void): () => void;
+  /** Calls `callback` with each error frame about the stream (other than answers to requests). */
+  onError(callback: (error: ChanmuxError) => void): () => void;
+  /** Calls `callback` when the server ends the stream (`closed`). */
+  onClosed(callback: (code: number, reason: string) => void): () => void;
+  /** Leaves the stream; the last handle of a subscription unsubscribes it on the server. */
+  unsubscribe(): void;
+}
+
+type Callbacks = {
+  message: Set<(payload: unknown) => void>;
+  error: Set<(error: ChanmuxError) => void>;
+  closed: Set<(code: number, reason: string) => void>;
+};
+
+/** A stream this client knows: subscribed (shared by handles) or eager. */
+interface Stream {
+  name: string;
+  /** `undefined` for an eager stream (never subscribed). */
+  params?: unknown;
+  subscribed: boolean;
+  /** The server has answered `subscribed` (once). */
+  confirmed: boolean;
+  /** Handles still using it. */
+  handles: Set<Callbacks>;
+  /** `subscribe` calls waiting for the server's first answer. */
+  waiters: Array<[() => void, (error: ChanmuxError) => void]>;
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (error: ChanmuxError) => void;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+const RECONNECT_CODES = [1001, 1006, 1011, 1012, 1013, 1014];
+/** A close this client makes when a pong is missed (never sent to a server). */
+const MISSED_PONG = 4999;
+const OPEN = 1;
+
+/** One multiplexed connection. It connects at once. */
+export class Multiplexer {
+  /** The connection's state. */
+  state: State = "connecting";
+  private readonly url: string;
+  private readonly options: Required<Omit<Options, "WebSocket" | "shouldReconnect">> &
+    Pick<Options, "WebSocket" | "shouldReconnect">;
+  private socket?: WebSocketLike;
+  private readonly streams = new Map<string, Stream>();
+  private readonly pending = new Map<number, Pending>();
+  private queue: string[] = [];
+  private nextRef = 0;
+  private attempt = 0;
+  private timer?: ReturnType<typeof setTimeout>;
+  private pingTimer?: ReturnType<typeof setTimeout>;
+  private readonly stateCallbacks = new Set<(state: State) => void>();
+  private readonly errorCallbacks = new Set<(error: ChanmuxError) => void>();
+
+  constructor(url: string, options: Options = {}) {
+    this.url = url;
+    this.options = {
+      minReconnectDelay: 500,
+      maxReconnectDelay: 20000,
+      pingInterval: 25000,
+      pongTimeout: 10000,
+      requestTimeout: 10000,
+      maxQueued: 100,
+      random: Math.random,
+      ...options,
+    };
+    this.connect();
+  }
+
+  /** Calls `callback` with each new state; returns a function that removes it. */
+  onState(callback: (state: State) => void): () => void {
+    return listen(this.stateCallbacks, callback);
+  }
+
+  /** Calls `callback` with error frames that name no stream and answer no request. */
+  onError(callback: (error: ChanmuxError) => void): () => void {
+    return listen(this.errorCallbacks, callback);
+  }
+
+  /** A handle on an eager stream (one the server runs from connect): no subscribe is sent. */
+  stream(name: string): StreamHandle {
+    let stream = this.streams.get(name);
+    if (!stream) {
+      stream = { name, subscribed: false, confirmed: true, handles: new Set(), waiters: [] };
+      this.streams.set(name, stream);
+    }
+    return this.handle(stream);
+  }
+
+  /**
+   * Subscribes to `name` (with `params` for the stream's consumer) and
+   * resolves with a handle once the server answers `subscribed`; rejects
+   * with the error frame's code otherwise. Subscribing again to a name
+   * shares the server's subscription: each call gets its own handle.
+   */
+  async subscribe(name: string, params?: unknown): Promise<StreamHandle> {
+    if (this.state === "closed") throw new ChanmuxError("closed", "the client is closed");
+    let stream = this.streams.get(name);
+    if (!stream?.subscribed) {
+      const handles = stream?.handles ?? new Set<Callbacks>();
+      stream = { name, params, subscribed: true, confirmed: false, handles, waiters: [] };
+      this.streams.set(name, stream);
+      // Sent now if open; else at the resubscription after (re)connecting.
+      if (this.state === "open") void this.resubscribe(stream);
+    }
+    const handle = this.handle(stream);
+    if (!stream.confirmed) {
+      const waiting = stream;
+      await new Promise<void>((resolve, reject) => waiting.waiters.push([resolve, reject])).catch((error) => {
+        handle.unsubscribe();
+        throw error;
+      });
+    }
+    return handle;
+  }
+
+  /** Subscribes `stream` on the server; settles its waiting `subscribe` calls. */
+  private resubscribe(stream: Stream): Promise<void> {
+    const ref = ++this.nextRef;
+    return new Promise((done) => {
+      const settle = (error?: ChanmuxError) => {
+        if (error) this.ended(stream, error);
+        else stream.confirmed = true;
+        for (const [resolve, reject] of stream.waiters.splice(0)) error ? reject(error) : resolve();
+        done();
+      };
+      this.pending.set(ref, {
+        resolve: () => settle(),
+        // A disconnect is not an answer: it is tried again on reconnecting.
+        reject: (error) => (error.code === "disconnected" ? done() : settle(error)),
+        timer: setTimeout(() => this.settle(ref)?.reject(new ChanmuxError("timeout", "no answer to subscribe", stream.name)), this.options.requestTimeout),
+      });
+      this.write({ subscribe: stream.name, params: stream.params, ref });
+    });
+  }
+
+  /** Closes the connection for good: no reconnection; pending requests reject. */
+  close(): void {
+    this.setState("closed");
+    clearTimeout(this.timer);
+    this.stopPinging();
+    this.failPending("closed", "the connection is closed");
+    const closed = new ChanmuxError("closed", "the connection is closed");
+    for (const stream of this.streams.values()) for (const [, reject] of stream.waiters.splice(0)) reject(closed);
+    this.socket?.close(1000);
+  }
+
+  private handle(stream: Stream): StreamHandle {
+    const callbacks: Callbacks = { message: new Set(), error: new Set(), closed: new Set() };
+    stream.handles.add(callbacks);
+    let left = false;
+    return {
+      name: stream.name,
+      send: (payload) => this.sendFrame({ stream: stream.name, payload }),
+      request: (payload, options) =>
+        this.call({ stream: stream.name, payload }, options?.timeout),
+      onMessage: (callback) => listen(callbacks.message, callback),
+      onError: (callback) => listen(callbacks.error, callback),
+      onClosed: (callback) => listen(callbacks.closed, callback),
+      unsubscribe: () => {
+        if (left) return;
+        left = true;
+        stream.handles.delete(callbacks);
+        if (stream.handles.size === 0 && this.streams.get(stream.name) === stream) {
+          this.streams.delete(stream.name);
+          if (stream.subscribed) this.sendFrame({ unsubscribe: stream.name }, true);
+        }
+      },
+    };
+  }
+
+  /** Sends `frame` with a fresh ref; settles with the answer carrying it. */
+  private call(frame: Record<string, unknown>, timeout = this.options.requestTimeout): Promise<unknown> {
+    const ref = ++this.nextRef;
+    return new Promise((resolve, reject) => {
+      const pending: Pending = { resolve, reject };
+      if (timeout > 0) {
+        pending.timer = setTimeout(() => {
+          this.pending.delete(ref);
+          reject(new ChanmuxError("timeout", `no answer within ${timeout} ms`));
+        }, timeout);
+      }
+      this.pending.set(ref, pending);
+      try {
+        this.sendFrame({ ...frame, ref });
+      } catch (error) {
+        this.settle(ref)?.reject(error as ChanmuxError);
+      }
+    });
+  }
+
+  /** Sends now when open, else queues (or, for control frames, drops: they are redone on reconnect). */
+  private sendFrame(frame: Record<string, unknown>, control = false): void {
+    if (this.state === "open") return this.write(frame);
+    if (control || this.state === "closed") return;
+    if (this.queue.length >= this.options.maxQueued) {
+      throw new ChanmuxError("queue_full", `more than ${this.options.maxQueued} frames queued while disconnected`);
+    }
+    this.queue.push(JSON.stringify(frame));
+  }
+
+  private write(frame: Record<string, unknown> | string): void {
+    const text = typeof frame === "string" ? frame : JSON.stringify(frame);
+    if (this.socket?.readyState === OPEN) this.socket.send(text);
+  }
+
+  private connect(): void {
+    const Constructor = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!Constructor) throw new Error("no WebSocket constructor: pass one in options.WebSocket");
+    const socket = new Constructor(this.url);
+    this.socket = socket;
+    socket.onopen = () => this.opened();
+    socket.onmessage = (event) => {
+      if (socket === this.socket) this.received(String(event.data));
+    };
+    socket.onclose = (event) => {
+      if (socket === this.socket) this.lost(event.code);
+    };
+    socket.onerror = () => {};
+  }
+
+  /** The socket opened: resubscribe every live subscription, in order, then report "open". */
+  private async opened(): Promise<void> {
+    const socket = this.socket;
+    this.heard();
+    // In the order they were made (a Map keeps insertion order).
+    const subscriptions = [...this.streams.values()].filter((s) => s.subscribed);
+    await Promise.all(subscriptions.map((stream) => this.resubscribe(stream)));
+    if (socket !== this.socket || this.state === "closed") return;
+    this.attempt = 0;
+    this.setState("open");
+    const queued = this.queue;
+    this.queue = [];
+    for (const text of queued) this.write(text);
+  }
+
+  /** A subscription the server refused (on resubscribing, say): it is gone. */
+  private ended(stream: Stream, error: ChanmuxError): void {
+    if (this.streams.get(stream.name) === stream) this.streams.delete(stream.name);
+    if (stream.confirmed) for (const handle of stream.handles) for (const cb of handle.error) cb(error);
+  }
+
+  private received(text: string): void {
+    this.heard();
+    let frame: Record<string, any>;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    const ref = frame.ref;
+    if ("error" in frame) {
+      const error = new ChanmuxError(frame.error?.code, frame.error?.message, frame.stream ?? null);
+      const pending = typeof ref === "number" ? this.settle(ref) : undefined;
+      if (pending) return pending.reject(error);
+      const stream = error.stream === null ? undefined : this.streams.get(error.stream);
+      if (stream) for (const handle of stream.handles) for (const cb of handle.error) cb(error);
+      else for (const cb of this.errorCallbacks) cb(error);
+      return;
+    }
+    if ("payload" in frame) {
+      if (typeof ref === "number") this.settle(ref)?.resolve(frame.payload);
+      else for (const handle of this.streams.get(frame.stream)?.handles ?? []) for (const cb of handle.message) cb(frame.payload);
+      return;
+    }
+    if ("subscribed" in frame || "unsubscribed" in frame) {
+      if (typeof ref === "number") this.settle(ref)?.resolve(undefined);
+      return;
+    }
+    if ("closed" in frame) {
+      const stream = this.streams.get(frame.closed);
+      if (stream?.subscribed) {
+        this.streams.delete(frame.closed);
+        for (const handle of stream.handles) for (const cb of handle.closed) cb(frame.code, frame.reason);
+      }
+    }
+    // `pong` and frames of later versions: heard, nothing more.
+  }
+
+  /** Takes the pending call with `ref`, stopping its timer. */
+  private settle(ref: number): Pending | undefined {
+    const pending = this.pending.get(ref);
+    if (pending) {
+      this.pending.delete(ref);
+      clearTimeout(pending.timer);
+    }
+    return pending;
+  }
+
+  /** Something arrived: the next ping is due after another silent interval. */
+  private heard(): void {
+    this.stopPinging();
+    const { pingInterval, pongTimeout } = this.options;
+    if (pingInterval <= 0) return;
+    this.pingTimer = setTimeout(() => {
+      this.write({ ping: Date.now() });
+      // A missed pong: the socket is dropped and the client reconnects.
+      this.pingTimer = setTimeout(() => this.lost(MISSED_PONG), pongTimeout);
+    }, pingInterval);
+  }
+
+  private stopPinging(): void {
+    clearTimeout(this.pingTimer);
+  }
+
+  /** The socket closed (or a pong was missed) with `code`. */
+  private lost(code: number): void {
+    this.stopPinging();
+    const socket = this.socket;
+    this.socket = undefined;
+    if (socket && socket.readyState <= OPEN) socket.close();
+    this.failPending("disconnected", `the connection closed (${code})`);
+    const again = this.options.shouldReconnect?.(code) ?? (code === MISSED_PONG || RECONNECT_CODES.includes(code));
+    if (this.state === "closed" || !again) return this.close();
+    this.setState("reconnecting");
+    const { minReconnectDelay: min, maxReconnectDelay: max, random } = this.options;
+    const cap = Math.min(max, min * 2 ** this.attempt++);
+    this.timer = setTimeout(() => this.connect(), min + random() * Math.max(0, cap - min));
+  }
+
+  /** Rejects every pending request and subscribe with `code`. */
+  private failPending(code: string, message: string): void {
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const call of pending) {
+      clearTimeout(call.timer);
+      call.reject(new ChanmuxError(code, message));
+    }
+  }
+
+  private setState(state: State): void {
+    if (this.state === state) return;
+    this.state = state;
+    for (const callback of this.stateCallbacks) callback(state);
+  }
+}
+
+function listen<T>(set: Set<T>, callback: T): () => void {
+  set.add(callback);
+  return () => {
+    set.delete(callback);
+  };
+}
