@@ -69,7 +69,20 @@ pub fn reference_demultiplexer(layer: SharedLayer) -> Demultiplexer {
         .build()
 }
 
-/// The demo: the page at `/`, the demultiplexer at `/ws/`, the reference
+/// The TypeScript client (`clients/js`), built: the page imports it. A
+/// copy is kept here, made by `npm run build:demo` there, and a test of the
+/// client checks the two are the same, so `cargo run` needs no npm.
+async fn client_script() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/javascript; charset=utf-8",
+        )],
+        include_str!("../static/chanmux-client.js"),
+    )
+}
+
+/// The demo: the page at `/` (and the client it uses at `/chanmux-client.js`), the demultiplexer at `/ws/`, the reference
 /// streams alone at `/ws/reference/`, and `/healthz` and `/readyz` (see
 /// [`chanmux::axum::health`]).
 pub fn demo_router(config: ConnectionConfig, layer: SharedLayer) -> Router {
@@ -78,6 +91,7 @@ pub fn demo_router(config: ConnectionConfig, layer: SharedLayer) -> Router {
             "/",
             axum::routing::get(|| async { Html(include_str!("../static/index.html")) }),
         )
+        .route("/chanmux-client.js", axum::routing::get(client_script))
         .route(
             "/ws/",
             websocket_with_config(demo_demultiplexer(layer.clone()), config.clone()),

@@ -1,0 +1,336 @@
+// @chanmux/client: a client for chanmux's multiplexed WebSocket protocol
+// (PROTOCOL.md, version 2). One socket, many streams; subscriptions shared
+// by reference count; requests matched to replies by ref; reconnection with
+// full-jitter exponential backoff, resubscribing before reporting "open".
+/** An error frame from the server, or a failure of this client. */
+export class ChanmuxError extends Error {
+    constructor(code, message, stream = null) {
+        super(message);
+        this.name = "ChanmuxError";
+        this.code = code;
+        this.stream = stream;
+    }
+}
+const RECONNECT_CODES = [1001, 1006, 1011, 1012, 1013, 1014];
+/** A close this client makes when a pong is missed (never sent to a server). */
+const MISSED_PONG = 4999;
+const OPEN = 1;
+/** One multiplexed connection. It connects at once. */
+export class Multiplexer {
+    constructor(url, options = {}) {
+        /** The connection's state. */
+        this.state = "connecting";
+        this.streams = new Map();
+        this.pending = new Map();
+        this.queue = [];
+        this.nextRef = 0;
+        this.attempt = 0;
+        this.stateCallbacks = new Set();
+        this.errorCallbacks = new Set();
+        this.url = url;
+        this.options = {
+            minReconnectDelay: 500,
+            maxReconnectDelay: 20000,
+            pingInterval: 25000,
+            pongTimeout: 10000,
+            requestTimeout: 10000,
+            maxQueued: 100,
+            random: Math.random,
+            ...options,
+        };
+        this.connect();
+    }
+    /** Calls `callback` with each new state; returns a function that removes it. */
+    onState(callback) {
+        return listen(this.stateCallbacks, callback);
+    }
+    /** Calls `callback` with error frames that name no stream and answer no request. */
+    onError(callback) {
+        return listen(this.errorCallbacks, callback);
+    }
+    /** A handle on an eager stream (one the server runs from connect): no subscribe is sent. */
+    stream(name) {
+        let stream = this.streams.get(name);
+        if (!stream) {
+            stream = { name, subscribed: false, confirmed: true, handles: new Set(), waiters: [] };
+            this.streams.set(name, stream);
+        }
+        return this.handle(stream);
+    }
+    /**
+     * Subscribes to `name` (with `params` for the stream's consumer) and
+     * resolves with a handle once the server answers `subscribed`; rejects
+     * with the error frame's code otherwise. Subscribing again to a name
+     * shares the server's subscription: each call gets its own handle.
+     */
+    async subscribe(name, params) {
+        if (this.state === "closed")
+            throw new ChanmuxError("closed", "the client is closed");
+        let stream = this.streams.get(name);
+        if (!stream?.subscribed) {
+            const handles = stream?.handles ?? new Set();
+            stream = { name, params, subscribed: true, confirmed: false, handles, waiters: [] };
+            this.streams.set(name, stream);
+            // Sent now if open; else at the resubscription after (re)connecting.
+            if (this.state === "open")
+                void this.resubscribe(stream);
+        }
+        const handle = this.handle(stream);
+        if (!stream.confirmed) {
+            const waiting = stream;
+            await new Promise((resolve, reject) => waiting.waiters.push([resolve, reject])).catch((error) => {
+                handle.unsubscribe();
+                throw error;
+            });
+        }
+        return handle;
+    }
+    /** Subscribes `stream` on the server; settles its waiting `subscribe` calls. */
+    resubscribe(stream) {
+        const ref = ++this.nextRef;
+        return new Promise((done) => {
+            const settle = (error) => {
+                if (error)
+                    this.ended(stream, error);
+                else
+                    stream.confirmed = true;
+                for (const [resolve, reject] of stream.waiters.splice(0))
+                    error ? reject(error) : resolve();
+                done();
+            };
+            this.pending.set(ref, {
+                resolve: () => settle(),
+                // A disconnect is not an answer: it is tried again on reconnecting.
+                reject: (error) => (error.code === "disconnected" ? done() : settle(error)),
+                timer: setTimeout(() => this.settle(ref)?.reject(new ChanmuxError("timeout", "no answer to subscribe", stream.name)), this.options.requestTimeout),
+            });
+            this.write({ subscribe: stream.name, params: stream.params, ref });
+        });
+    }
+    /** Closes the connection for good: no reconnection; pending requests reject. */
+    close() {
+        this.setState("closed");
+        clearTimeout(this.timer);
+        this.stopPinging();
+        this.failPending("closed", "the connection is closed");
+        const closed = new ChanmuxError("closed", "the connection is closed");
+        for (const stream of this.streams.values())
+            for (const [, reject] of stream.waiters.splice(0))
+                reject(closed);
+        this.socket?.close(1000);
+    }
+    handle(stream) {
+        const callbacks = { message: new Set(), error: new Set(), closed: new Set() };
+        stream.handles.add(callbacks);
+        let left = false;
+        return {
+            name: stream.name,
+            send: (payload) => this.sendFrame({ stream: stream.name, payload }),
+            request: (payload, options) => this.call({ stream: stream.name, payload }, options?.timeout),
+            onMessage: (callback) => listen(callbacks.message, callback),
+            onError: (callback) => listen(callbacks.error, callback),
+            onClosed: (callback) => listen(callbacks.closed, callback),
+            unsubscribe: () => {
+                if (left)
+                    return;
+                left = true;
+                stream.handles.delete(callbacks);
+                if (stream.handles.size === 0 && this.streams.get(stream.name) === stream) {
+                    this.streams.delete(stream.name);
+                    if (stream.subscribed)
+                        this.sendFrame({ unsubscribe: stream.name }, true);
+                }
+            },
+        };
+    }
+    /** Sends `frame` with a fresh ref; settles with the answer carrying it. */
+    call(frame, timeout = this.options.requestTimeout) {
+        const ref = ++this.nextRef;
+        return new Promise((resolve, reject) => {
+            const pending = { resolve, reject };
+            if (timeout > 0) {
+                pending.timer = setTimeout(() => {
+                    this.pending.delete(ref);
+                    reject(new ChanmuxError("timeout", `no answer within ${timeout} ms`));
+                }, timeout);
+            }
+            this.pending.set(ref, pending);
+            try {
+                this.sendFrame({ ...frame, ref });
+            }
+            catch (error) {
+                this.settle(ref)?.reject(error);
+            }
+        });
+    }
+    /** Sends now when open, else queues (or, for control frames, drops: they are redone on reconnect). */
+    sendFrame(frame, control = false) {
+        if (this.state === "open")
+            return this.write(frame);
+        if (control || this.state === "closed")
+            return;
+        if (this.queue.length >= this.options.maxQueued) {
+            throw new ChanmuxError("queue_full", `more than ${this.options.maxQueued} frames queued while disconnected`);
+        }
+        this.queue.push(JSON.stringify(frame));
+    }
+    write(frame) {
+        const text = typeof frame === "string" ? frame : JSON.stringify(frame);
+        if (this.socket?.readyState === OPEN)
+            this.socket.send(text);
+    }
+    connect() {
+        const Constructor = this.options.WebSocket ?? globalThis.WebSocket;
+        if (!Constructor)
+            throw new Error("no WebSocket constructor: pass one in options.WebSocket");
+        const socket = new Constructor(this.url);
+        this.socket = socket;
+        socket.onopen = () => this.opened();
+        socket.onmessage = (event) => {
+            if (socket === this.socket)
+                this.received(String(event.data));
+        };
+        socket.onclose = (event) => {
+            if (socket === this.socket)
+                this.lost(event.code);
+        };
+        socket.onerror = () => { };
+    }
+    /** The socket opened: resubscribe every live subscription, in order, then report "open". */
+    async opened() {
+        const socket = this.socket;
+        this.heard();
+        // In the order they were made (a Map keeps insertion order).
+        const subscriptions = [...this.streams.values()].filter((s) => s.subscribed);
+        await Promise.all(subscriptions.map((stream) => this.resubscribe(stream)));
+        if (socket !== this.socket || this.state === "closed")
+            return;
+        this.attempt = 0;
+        this.setState("open");
+        const queued = this.queue;
+        this.queue = [];
+        for (const text of queued)
+            this.write(text);
+    }
+    /** A subscription the server refused (on resubscribing, say): it is gone. */
+    ended(stream, error) {
+        if (this.streams.get(stream.name) === stream)
+            this.streams.delete(stream.name);
+        if (stream.confirmed)
+            for (const handle of stream.handles)
+                for (const cb of handle.error)
+                    cb(error);
+    }
+    received(text) {
+        this.heard();
+        let frame;
+        try {
+            frame = JSON.parse(text);
+        }
+        catch {
+            return;
+        }
+        const ref = frame.ref;
+        if ("error" in frame) {
+            const error = new ChanmuxError(frame.error?.code, frame.error?.message, frame.stream ?? null);
+            const pending = typeof ref === "number" ? this.settle(ref) : undefined;
+            if (pending)
+                return pending.reject(error);
+            const stream = error.stream === null ? undefined : this.streams.get(error.stream);
+            if (stream)
+                for (const handle of stream.handles)
+                    for (const cb of handle.error)
+                        cb(error);
+            else
+                for (const cb of this.errorCallbacks)
+                    cb(error);
+            return;
+        }
+        if ("payload" in frame) {
+            if (typeof ref === "number")
+                this.settle(ref)?.resolve(frame.payload);
+            else
+                for (const handle of this.streams.get(frame.stream)?.handles ?? [])
+                    for (const cb of handle.message)
+                        cb(frame.payload);
+            return;
+        }
+        if ("subscribed" in frame || "unsubscribed" in frame) {
+            if (typeof ref === "number")
+                this.settle(ref)?.resolve(undefined);
+            return;
+        }
+        if ("closed" in frame) {
+            const stream = this.streams.get(frame.closed);
+            if (stream?.subscribed) {
+                this.streams.delete(frame.closed);
+                for (const handle of stream.handles)
+                    for (const cb of handle.closed)
+                        cb(frame.code, frame.reason);
+            }
+        }
+        // `pong` and frames of later versions: heard, nothing more.
+    }
+    /** Takes the pending call with `ref`, stopping its timer. */
+    settle(ref) {
+        const pending = this.pending.get(ref);
+        if (pending) {
+            this.pending.delete(ref);
+            clearTimeout(pending.timer);
+        }
+        return pending;
+    }
+    /** Something arrived: the next ping is due after another silent interval. */
+    heard() {
+        this.stopPinging();
+        const { pingInterval, pongTimeout } = this.options;
+        if (pingInterval <= 0)
+            return;
+        this.pingTimer = setTimeout(() => {
+            this.write({ ping: Date.now() });
+            // A missed pong: the socket is dropped and the client reconnects.
+            this.pingTimer = setTimeout(() => this.lost(MISSED_PONG), pongTimeout);
+        }, pingInterval);
+    }
+    stopPinging() {
+        clearTimeout(this.pingTimer);
+    }
+    /** The socket closed (or a pong was missed) with `code`. */
+    lost(code) {
+        this.stopPinging();
+        const socket = this.socket;
+        this.socket = undefined;
+        if (socket && socket.readyState <= OPEN)
+            socket.close();
+        this.failPending("disconnected", `the connection closed (${code})`);
+        const again = this.options.shouldReconnect?.(code) ?? (code === MISSED_PONG || RECONNECT_CODES.includes(code));
+        if (this.state === "closed" || !again)
+            return this.close();
+        this.setState("reconnecting");
+        const { minReconnectDelay: min, maxReconnectDelay: max, random } = this.options;
+        const cap = Math.min(max, min * 2 ** this.attempt++);
+        this.timer = setTimeout(() => this.connect(), min + random() * Math.max(0, cap - min));
+    }
+    /** Rejects every pending request and subscribe with `code`. */
+    failPending(code, message) {
+        const pending = [...this.pending.values()];
+        this.pending.clear();
+        for (const call of pending) {
+            clearTimeout(call.timer);
+            call.reject(new ChanmuxError(code, message));
+        }
+    }
+    setState(state) {
+        if (this.state === state)
+            return;
+        this.state = state;
+        for (const callback of this.stateCallbacks)
+            callback(state);
+    }
+}
+function listen(set, callback) {
+    set.add(callback);
+    return () => {
+        set.delete(callback);
+    };
+}
