@@ -292,7 +292,11 @@ export class Multiplexer {
     socket.onclose = (event) => {
       if (socket === this.socket) this.lost(event.code);
     };
-    socket.onerror = () => {};
+    // An error ends the socket (Node 20's WebSocket fires no close at all
+    // when the connection fails, and browsers fire this first).
+    socket.onerror = () => {
+      if (socket === this.socket) this.lost(1006);
+    };
   }
 
   /** The socket opened: resubscribe every live subscription, in order, then report "open". */

@@ -101,6 +101,9 @@ test('two subscribes share one server subscription and both handles hear; a rest
   const port = server.addr;
   await stop(server.child);
   await until('the client to notice', () => m.state === 'reconnecting');
+  // Down long enough for attempts to fail (refused connections) before it
+  // comes back.
+  await new Promise((resolve) => setTimeout(resolve, 600));
   server = await start(port);
   await until('the client to reopen', () => m.state === 'open');
   await until('the sender to reopen', () => sender.state === 'open');

@@ -22,6 +22,8 @@ class FakeSocket {
   open() { this.readyState = 1; this.onopen?.({}); }
   receive(frame) { this.onmessage?.({ data: JSON.stringify(frame) }); }
   drop(code) { this.readyState = 3; this.onclose?.({ code, reason: '' }); }
+  /** A connection that fails as Node 20's does: an error, and no close. */
+  fail() { this.onerror?.({}); }
   /** Answers every subscribe sent so far (and not answered yet) with `subscribed`. */
   acceptSubscribes() {
     for (const f of this.sent.filter((f) => f.subscribe && !f.answered)) {
@@ -93,6 +95,21 @@ test('backoff is full jitter between the two delays, doubling up to the maximum'
     waits.forEach((w, i) => assert.ok(Math.abs(w - capped[i]) <= 1, `attempt ${i}: waited ${w}, expected ${capped[i]} (random ${random})`));
     m.close();
   }
+});
+
+test('a connection that fails with only an error event is retried', async () => {
+  const m = mux({ minReconnectDelay: 10, maxReconnectDelay: 10 });
+  FakeSocket.last.fail();
+  assert.equal(m.state, 'reconnecting');
+  mock.timers.tick(10);
+  assert.equal(FakeSocket.all.length, 2);
+  FakeSocket.last.fail();
+  mock.timers.tick(10);
+  assert.equal(FakeSocket.all.length, 3);
+  FakeSocket.last.open();
+  await settle();
+  assert.equal(m.state, 'open');
+  m.close();
 });
 
 test('a successful open resets the backoff', async () => {

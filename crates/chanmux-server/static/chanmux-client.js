@@ -194,7 +194,12 @@ export class Multiplexer {
             if (socket === this.socket)
                 this.lost(event.code);
         };
-        socket.onerror = () => { };
+        // An error ends the socket (Node 20's WebSocket fires no close at all
+        // when the connection fails, and browsers fire this first).
+        socket.onerror = () => {
+            if (socket === this.socket)
+                this.lost(1006);
+        };
     }
     /** The socket opened: resubscribe every live subscription, in order, then report "open". */
     async opened() {
