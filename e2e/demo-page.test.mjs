@@ -1,5 +1,6 @@
 // The demo page in a real headless Chromium against the real server binary:
-// what a person sees when they try each stream, bad input, and a shutdown.
+// what a person sees when they try each stream, bad input, a restart of the
+// server (which the page's client rides out on its own), and a shutdown.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -15,12 +16,13 @@ const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '
 
 let server, serverExit, url, browser, page;
 
-/** Starts the server on a free loopback port; resolves with its URL. */
-function startServer() {
+/** Starts the server on `addr` (by default a free loopback port); resolves with its URL. */
+function startServer(addr = '127.0.0.1:0') {
   return new Promise((resolve, reject) => {
-    const child = spawn(SERVER, ['--addr', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(SERVER, ['--addr', addr], { stdio: ['ignore', 'pipe', 'inherit'] });
     // Listen from the start, so an exit is never missed.
     serverExit = new Promise((done) => child.once('exit', (code, signal) => done({ code, signal })));
+    serverExit.then(({ code, signal }) => reject(new Error(`server exited (${code ?? signal}) before printing its address`)));
     const timer = setTimeout(() => reject(new Error('server did not print its address')), 20000);
     child.on('error', reject);
     createInterface({ input: child.stdout }).once('line', (line) => {
@@ -44,6 +46,15 @@ after(async () => {
   await browser?.close();
   server?.kill('SIGKILL');
 });
+
+/** `promise`, or a failure naming `what` after `ms`. */
+function within(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, fail) => { timer = setTimeout(() => fail(new Error(`timed out waiting for ${what}`)), ms); }),
+  ]).finally(() => clearTimeout(timer));
+}
 
 /** Sends the form and waits until the log has one more `kind` entry; returns its text. */
 async function sendAndWait(stream, payload, kind, button = '#send') {
@@ -125,7 +136,8 @@ test('chat: two tabs in one room hear each other', async () => {
   await other.close();
 });
 
-// Protocol version 2 in the page: subscriptions, refs, closed frames and ping.
+// Protocol version 2 through the page's client: subscriptions, requests,
+// closed frames, ping (over the raw socket) and reconnection.
 
 /** A fresh tab on the demo page, connected. */
 async function openPage() {
@@ -148,20 +160,18 @@ async function subscribe(p, name, params = '') {
   await p.fill('#sub-params', params);
   await p.click('#subscribe');
   await shown(p, `#subs li[data-stream="${name}"][data-state="subscribed"]`);
-  // The answer in the log carries the ref the page sent with the subscribe.
   const answer = await shown(p, `#log .entry[data-kind="subscribed"][data-stream="${name}"]`);
-  const ref = await answer.getAttribute('data-ref');
-  assert.match(ref, /^p\d+$/);
-  const sent = p.locator(`#log .entry[data-kind="sent"][data-ref="${ref}"]`);
-  assert.equal(await sent.count(), 1, 'the subscribe was sent with that ref');
-  assert.match(await sent.textContent(), new RegExp(`"subscribe":\\s*"${name}"`));
+  // The log shows the call, then the answer once the client's subscribe resolved.
+  const call = answer.locator('xpath=preceding-sibling::div[@data-kind="sent"][1]');
+  assert.equal(await call.getAttribute('data-stream'), name);
+  assert.match(await call.textContent(), new RegExp(`mux\\.subscribe\\(${JSON.stringify(name)}`));
 }
 
-/** Fills the Send form and clicks Send. */
-async function sendForm(p, stream, payload, ref = '') {
+/** Fills the Send form (with "Wait for reply" set to `wait`) and clicks Send. */
+async function sendForm(p, stream, payload, { wait = false } = {}) {
   await p.fill('#stream', stream);
   await p.fill('#payload', payload);
-  await p.fill('#ref', ref);
+  await p.setChecked('#wait-reply', wait);
   await p.click('#send');
 }
 
@@ -176,7 +186,7 @@ test('ticker: subscribe with params, ticks in order, unsubscribe stops them', as
   try {
     await subscribe(p, 'ticker:ACME', '{"interval_ms": 100}');
     const sent = p.locator('#log .entry[data-kind="sent"][data-stream="ticker:ACME"]').last();
-    assert.match(await sent.textContent(), /"params":\s*\{"interval_ms": 100\}/);
+    assert.match(await sent.textContent(), /mux\.subscribe\("ticker:ACME", \{"interval_ms": 100\}\)/);
     // Three ticks at 100 ms; at the default 1000 ms they would take 3 s.
     await p.waitForFunction(
       () => document.querySelectorAll('#log .entry[data-kind="received"][data-stream="ticker:ACME"]').length >= 3,
@@ -189,10 +199,9 @@ test('ticker: subscribe with params, ticks in order, unsubscribe stops them', as
     ]);
 
     await p.getByRole('button', { name: 'Unsubscribe from ticker:ACME', exact: true }).click();
-    const done = await shown(p, '#log .entry[data-kind="unsubscribed"][data-stream="ticker:ACME"]');
-    assert.match(await done.getAttribute('data-ref'), /^p\d+$/);
+    await shown(p, '#log .entry[data-kind="unsubscribed"][data-stream="ticker:ACME"]');
     await p.locator('#subs li[data-stream="ticker:ACME"]').waitFor({ state: 'detached', timeout: 5000 });
-    // Every tick came before the answer; none after it.
+    // Every tick came before the unsubscribe; none after it.
     const atAnswer = await payloads(p, 'ticker:ACME');
     assert.deepEqual(atAnswer.map((t) => t.seq), atAnswer.map((_, i) => i + 1), 'consecutive seqs from 1');
     await p.waitForTimeout(500);
@@ -247,18 +256,14 @@ test('closeafterfirst: echo, then a closed entry with 1000; subscribing again wo
   }
 });
 
-test('ping shows a pong; a ref comes back on the reply; unknown_stream on subscribe', async () => {
+test('ping over the raw socket shows a pong; unknown_stream on subscribe', async () => {
   const p = await openPage();
   try {
     await p.click('#ping');
     const pong = await shown(p, '#log .entry[data-kind="pong"]');
+    assert.equal(await pong.getAttribute('data-socket'), 'raw');
     assert.match(await pong.textContent(), /round trip \d+(\.\d+)? ms/);
-
-    await sendForm(p, 'echostream', '{"n": 1}', 'x1');
-    const reply = await shown(p, '#log .entry[data-kind="received"][data-ref="x1"]');
-    assert.equal(await reply.getAttribute('data-stream'), 'echostream');
-    assert.match(await reply.textContent(), /ref: "x1"/);
-    assert.deepEqual(JSON.parse(await reply.locator('pre').textContent()), { n: 1 });
+    assert.equal(await p.getAttribute('#raw-status', 'data-state'), 'open');
 
     await p.fill('#sub-stream', 'nope');
     await p.fill('#sub-params', '');
@@ -266,22 +271,103 @@ test('ping shows a pong; a ref comes back on the reply; unknown_stream on subscr
     const error = await shown(p, '#log .entry[data-kind="error"][data-stream="nope"]');
     assert.equal(await error.getAttribute('data-code'), 'unknown_stream');
     assert.match(await error.textContent(), /unknown_stream/);
-    const ref = await error.getAttribute('data-ref');
-    assert.match(ref, /^p\d+$/);
-    assert.match(await error.textContent(), new RegExp(`ref: "${ref}"`));
     await p.locator('#subs li[data-stream="nope"]').waitFor({ state: 'detached', timeout: 5000 });
   } finally {
     await p.close();
   }
 });
 
-test('stopping the server with Ctrl-C shows the 1001 close', async () => {
+test('requests: echostream resolves with its reply; nope rejects with unknown_stream', async () => {
+  const p = await openPage();
+  try {
+    await sendForm(p, 'echostream', '{"n": 1}', { wait: true });
+    const sent = await shown(p, '#log .entry[data-kind="sent"][data-stream="echostream"]');
+    assert.match(await sent.textContent(), /request/);
+    const n = await sent.getAttribute('data-request');
+    assert.match(n, /^\d+$/);
+    const reply = await shown(p, `#log .entry[data-kind="reply"][data-request="${n}"]`);
+    assert.equal(await reply.getAttribute('data-stream'), 'echostream');
+    assert.deepEqual(JSON.parse(await reply.locator('pre').textContent()), { n: 1 });
+    // The reply went to the request, not to the stream's messages.
+    assert.equal(await p.locator('#log .entry[data-kind="received"]').count(), 0);
+
+    await sendForm(p, 'nope', '{}', { wait: true });
+    const sentNope = await shown(p, '#log .entry[data-kind="sent"][data-stream="nope"]');
+    const m = await sentNope.getAttribute('data-request');
+    assert.notEqual(m, n);
+    const error = await shown(p, `#log .entry[data-kind="error"][data-request="${m}"]`);
+    assert.equal(await error.getAttribute('data-code'), 'unknown_stream');
+    assert.equal(await error.getAttribute('data-stream'), 'nope');
+    assert.match(await error.textContent(), /unknown_stream/);
+  } finally {
+    await p.close();
+  }
+});
+
+test('a second Subscribe shares the subscription; the last Unsubscribe ends it', async () => {
+  const p = await openPage();
+  try {
+    await subscribe(p, 'room:shared');
+    await p.click('#subscribe');
+    await shown(p, '#subs li[data-stream="room:shared"][data-state="subscribed"][data-count="2"]');
+    assert.equal(await p.locator('#subs li').count(), 1, 'one entry for the name');
+    const text = `shared ${Date.now()}`;
+    await sendForm(p, 'room:shared', JSON.stringify({ text }));
+    await shown(p, `#log .entry[data-kind="received"]:has-text("${text}")`);
+    await p.waitForTimeout(200);
+    assert.equal(await p.locator(`#log .entry[data-kind="received"]:has-text("${text}")`).count(), 1, 'logged once');
+
+    const button = p.getByRole('button', { name: 'Unsubscribe from room:shared', exact: true });
+    await button.click();
+    await shown(p, '#subs li[data-stream="room:shared"][data-state="subscribed"][data-count="1"]');
+    assert.equal(await p.locator('#log .entry[data-kind="unsubscribed"]').count(), 0, 'still subscribed');
+    await button.click();
+    await shown(p, '#log .entry[data-kind="unsubscribed"][data-stream="room:shared"]');
+    await p.locator('#subs li[data-stream="room:shared"]').waitFor({ state: 'detached', timeout: 5000 });
+  } finally {
+    await p.close();
+  }
+});
+
+test('a server restart on the same port: the page reconnects and resubscribes by itself', async () => {
+  const a = await openPage();
+  let b;
+  try {
+    await subscribe(a, 'room:lobby');
+    const addr = new URL(url).host;
+    const exited = serverExit;
+    server.kill('SIGKILL');
+    assert.deepEqual(await within(exited, 5000, 'the server to die'), { code: null, signal: 'SIGKILL' });
+    await a.waitForSelector('#status[data-state="reconnecting"]', { timeout: 5000 });
+    await shown(a, '#subs li[data-stream="room:lobby"][data-state="resubscribing"]', 1000);
+
+    ({ child: server } = await startServer(addr));
+    // No click: the client reconnects, resubscribes, then reports open.
+    await a.waitForSelector('#status[data-state="open"]', { timeout: 15000 });
+    await shown(a, '#subs li[data-stream="room:lobby"][data-state="subscribed"]', 1000);
+    await shown(a, '#log .note:has-text("resubscribed: room:lobby")', 1000);
+
+    // A second tab sends to the room without subscribing: the message reaches
+    // the first only if its client subscribed again on the new server.
+    b = await openPage();
+    const text = `after the restart ${Date.now()}`;
+    await sendForm(b, 'room:lobby', JSON.stringify({ text }));
+    const heard = await shown(a, `#log .entry[data-kind="received"][data-stream="room:lobby"]:has-text("${text}")`);
+    assert.deepEqual(JSON.parse(await heard.locator('pre').textContent()), { text });
+
+    // The shared page is back too, on the same url.
+    await page.waitForSelector('#status[data-state="open"]', { timeout: 15000 });
+  } finally {
+    await Promise.all([a.close(), b?.close()]);
+  }
+});
+
+test('stopping the server with Ctrl-C shows the 1001 close, then reconnecting', async () => {
+  await page.waitForSelector('#status[data-state="open"]', { timeout: 15000 });
   server.kill('SIGINT');
-  await page.waitForSelector('#status[data-state="closed"]', { timeout: 10000 });
-  assert.match(await page.textContent('#status'), /1001/);
-  const exit = await Promise.race([
-    serverExit,
-    new Promise((_, fail) => setTimeout(() => fail(new Error('server did not exit')), 15000)),
-  ]);
+  await page.waitForSelector('#status[data-state="reconnecting"]', { timeout: 10000 });
+  assert.match(await page.textContent('#status'), /code 1001/);
+  await shown(page, '#log .note[data-code="1001"]', 1000);
+  const exit = await within(serverExit, 15000, 'the server to exit');
   assert.deepEqual(exit, { code: 0, signal: null });
 });

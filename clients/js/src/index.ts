@@ -118,14 +118,17 @@ export class Multiplexer {
   private readonly options: Required<Omit<Options, "WebSocket" | "shouldReconnect">> &
     Pick<Options, "WebSocket" | "shouldReconnect">;
   private socket?: WebSocketLike;
+  /** Subscriptions, in the order they were made. */
   private readonly streams = new Map<string, Stream>();
+  /** Handles on eager streams (no subscription to count). */
+  private readonly eager = new Map<string, Stream>();
   private readonly pending = new Map<number, Pending>();
   private queue: string[] = [];
   private nextRef = 0;
   private attempt = 0;
   private timer?: ReturnType<typeof setTimeout>;
   private pingTimer?: ReturnType<typeof setTimeout>;
-  private readonly stateCallbacks = new Set<(state: State) => void>();
+  private readonly stateCallbacks = new Set<(state: State, code?: number) => void>();
   private readonly errorCallbacks = new Set<(error: ChanmuxError) => void>();
 
   constructor(url: string, options: Options = {}) {
@@ -143,22 +146,26 @@ export class Multiplexer {
     this.connect();
   }
 
-  /** Calls `callback` with each new state; returns a function that removes it. */
-  onState(callback: (state: State) => void): () => void {
+  /**
+   * Calls `callback` with each new state, and for "reconnecting" and
+   * "closed" the close code that caused it (1006 for a failed connection,
+   * 4999 for a missed pong); returns a function that removes it.
+   */
+  onState(callback: (state: State, code?: number) => void): () => void {
     return listen(this.stateCallbacks, callback);
   }
 
-  /** Calls `callback` with error frames that name no stream and answer no request. */
+  /** Calls `callback` with error frames that answer no request and reach no handle (naming no stream, or one without handles). */
   onError(callback: (error: ChanmuxError) => void): () => void {
     return listen(this.errorCallbacks, callback);
   }
 
   /** A handle on an eager stream (one the server runs from connect): no subscribe is sent. */
   stream(name: string): StreamHandle {
-    let stream = this.streams.get(name);
+    let stream = this.eager.get(name);
     if (!stream) {
       stream = { name, subscribed: false, confirmed: true, handles: new Set(), waiters: [] };
-      this.streams.set(name, stream);
+      this.eager.set(name, stream);
     }
     return this.handle(stream);
   }
@@ -172,12 +179,12 @@ export class Multiplexer {
   async subscribe(name: string, params?: unknown): Promise<StreamHandle> {
     if (this.state === "closed") throw new ChanmuxError("closed", "the client is closed");
     let stream = this.streams.get(name);
-    if (!stream?.subscribed) {
-      const handles = stream?.handles ?? new Set<Callbacks>();
-      stream = { name, params, subscribed: true, confirmed: false, handles, waiters: [] };
+    if (!stream) {
+      stream = { name, params, subscribed: true, confirmed: false, handles: new Set(), waiters: [] };
       this.streams.set(name, stream);
-      // Sent now if open; else at the resubscription after (re)connecting.
-      if (this.state === "open") void this.resubscribe(stream);
+      // Sent now if the socket is open (even while others are being
+      // resubscribed); else with the resubscription once it opens.
+      if (this.socket?.readyState === OPEN) void this.resubscribe(stream);
     }
     const handle = this.handle(stream);
     if (!stream.confirmed) {
@@ -212,7 +219,12 @@ export class Multiplexer {
 
   /** Closes the connection for good: no reconnection; pending requests reject. */
   close(): void {
-    this.setState("closed");
+    this.shutdown();
+  }
+
+  /** Closes for good; `code` is the close that ended it, if the server's. */
+  private shutdown(code?: number): void {
+    this.setState("closed", code);
     clearTimeout(this.timer);
     this.stopPinging();
     this.failPending("closed", "the connection is closed");
@@ -237,9 +249,10 @@ export class Multiplexer {
         if (left) return;
         left = true;
         stream.handles.delete(callbacks);
-        if (stream.handles.size === 0 && this.streams.get(stream.name) === stream) {
+        if (stream.handles.size === 0 && stream.subscribed && this.streams.get(stream.name) === stream) {
           this.streams.delete(stream.name);
-          if (stream.subscribed) this.sendFrame({ unsubscribe: stream.name }, true);
+          // Not queued: once disconnected the server has dropped it anyway.
+          this.write({ unsubscribe: stream.name });
         }
       },
     };
@@ -265,10 +278,10 @@ export class Multiplexer {
     });
   }
 
-  /** Sends now when open, else queues (or, for control frames, drops: they are redone on reconnect). */
-  private sendFrame(frame: Record<string, unknown>, control = false): void {
+  /** Sends now when open, else queues. */
+  private sendFrame(frame: Record<string, unknown>): void {
     if (this.state === "open") return this.write(frame);
-    if (control || this.state === "closed") return;
+    if (this.state === "closed") return;
     if (this.queue.length >= this.options.maxQueued) {
       throw new ChanmuxError("queue_full", `more than ${this.options.maxQueued} frames queued while disconnected`);
     }
@@ -333,14 +346,14 @@ export class Multiplexer {
       const error = new ChanmuxError(frame.error?.code, frame.error?.message, frame.stream ?? null);
       const pending = typeof ref === "number" ? this.settle(ref) : undefined;
       if (pending) return pending.reject(error);
-      const stream = error.stream === null ? undefined : this.streams.get(error.stream);
-      if (stream) for (const handle of stream.handles) for (const cb of handle.error) cb(error);
-      else for (const cb of this.errorCallbacks) cb(error);
+      const handles = error.stream === null ? [] : this.handlesOf(error.stream);
+      for (const handle of handles) for (const cb of handle.error) cb(error);
+      if (handles.length === 0) for (const cb of this.errorCallbacks) cb(error);
       return;
     }
     if ("payload" in frame) {
       if (typeof ref === "number") this.settle(ref)?.resolve(frame.payload);
-      else for (const handle of this.streams.get(frame.stream)?.handles ?? []) for (const cb of handle.message) cb(frame.payload);
+      else for (const handle of this.handlesOf(frame.stream)) for (const cb of handle.message) cb(frame.payload);
       return;
     }
     if ("subscribed" in frame || "unsubscribed" in frame) {
@@ -355,6 +368,11 @@ export class Multiplexer {
       }
     }
     // `pong` and frames of later versions: heard, nothing more.
+  }
+
+  /** Every handle on stream `name`: its subscription's and eager ones. */
+  private handlesOf(name: string): Callbacks[] {
+    return [...(this.streams.get(name)?.handles ?? []), ...(this.eager.get(name)?.handles ?? [])];
   }
 
   /** Takes the pending call with `ref`, stopping its timer. */
@@ -391,8 +409,8 @@ export class Multiplexer {
     if (socket && socket.readyState <= OPEN) socket.close();
     this.failPending("disconnected", `the connection closed (${code})`);
     const again = this.options.shouldReconnect?.(code) ?? (code === MISSED_PONG || RECONNECT_CODES.includes(code));
-    if (this.state === "closed" || !again) return this.close();
-    this.setState("reconnecting");
+    if (this.state === "closed" || !again) return this.shutdown(code);
+    this.setState("reconnecting", code);
     const { minReconnectDelay: min, maxReconnectDelay: max, random } = this.options;
     const cap = Math.min(max, min * 2 ** this.attempt++);
     this.timer = setTimeout(() => this.connect(), min + random() * Math.max(0, cap - min));
@@ -408,10 +426,10 @@ export class Multiplexer {
     }
   }
 
-  private setState(state: State): void {
+  private setState(state: State, code?: number): void {
     if (this.state === state) return;
     this.state = state;
-    for (const callback of this.stateCallbacks) callback(state);
+    for (const callback of this.stateCallbacks) callback(state, code);
   }
 }
 

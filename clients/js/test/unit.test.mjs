@@ -249,6 +249,63 @@ test('on reconnect it resubscribes in order with params, and reports open only t
   assert.deepEqual(heard, ['again']);
 });
 
+test('a subscribe or unsubscribe made while others are being resubscribed goes out at once', async () => {
+  const m = mux({ minReconnectDelay: 10, maxReconnectDelay: 10 });
+  FakeSocket.last.open();
+  await settle();
+  const early = m.subscribe('room:a');
+  FakeSocket.last.acceptSubscribes();
+  const a = await early;
+  FakeSocket.last.drop(1006);
+  mock.timers.tick(10);
+  FakeSocket.last.open();
+  // room:a is being resubscribed: not open yet.
+  assert.equal(m.state, 'reconnecting');
+  const late = m.subscribe('room:b');
+  a.unsubscribe();
+  assert.deepEqual(FakeSocket.last.sent.map((f) => f.subscribe ?? `-${f.unsubscribe}`), ['room:a', 'room:b', '-room:a']);
+  FakeSocket.last.acceptSubscribes();
+  assert.equal((await late).name, 'room:b');
+  await settle();
+  assert.equal(m.state, 'open');
+});
+
+test('handles on an eager stream do not count towards a subscription of the same name', async () => {
+  const m = mux();
+  FakeSocket.last.open();
+  await settle();
+  const eager = m.stream('room:x');
+  const heard = [];
+  eager.onMessage((p) => heard.push(`eager ${p}`));
+  const sub = m.subscribe('room:x');
+  FakeSocket.last.acceptSubscribes();
+  const handle = await sub;
+  handle.onMessage((p) => heard.push(`sub ${p}`));
+  FakeSocket.last.receive({ stream: 'room:x', payload: 1 });
+  assert.deepEqual(heard, ['sub 1', 'eager 1']);
+  handle.unsubscribe();
+  assert.deepEqual(FakeSocket.last.sent.filter((f) => f.unsubscribe).map((f) => f.unsubscribe), ['room:x']);
+  m.stream('room:y');
+  const y = m.subscribe('room:y');
+  FakeSocket.last.acceptSubscribes();
+  (await y).unsubscribe();
+  assert.deepEqual(FakeSocket.last.sent.filter((f) => f.unsubscribe).map((f) => f.unsubscribe), ['room:x', 'room:y']);
+});
+
+test('state changes carry the close code that caused them', async () => {
+  const m = mux({ minReconnectDelay: 10 });
+  const seen = [];
+  m.onState((state, code) => seen.push([state, code]));
+  FakeSocket.last.open();
+  await settle();
+  FakeSocket.last.drop(1012);
+  mock.timers.tick(20);
+  FakeSocket.last.open();
+  await settle();
+  FakeSocket.last.drop(4001);
+  assert.deepEqual(seen, [['open', undefined], ['reconnecting', 1012], ['open', undefined], ['closed', 4001]]);
+});
+
 test('a subscribe made while disconnected goes out with the resubscription', async () => {
   const m = mux({ minReconnectDelay: 10, maxReconnectDelay: 10 });
   const pending = m.subscribe('room:late');

@@ -20,7 +20,10 @@ export class Multiplexer {
     constructor(url, options = {}) {
         /** The connection's state. */
         this.state = "connecting";
+        /** Subscriptions, in the order they were made. */
         this.streams = new Map();
+        /** Handles on eager streams (no subscription to count). */
+        this.eager = new Map();
         this.pending = new Map();
         this.queue = [];
         this.nextRef = 0;
@@ -40,20 +43,24 @@ export class Multiplexer {
         };
         this.connect();
     }
-    /** Calls `callback` with each new state; returns a function that removes it. */
+    /**
+     * Calls `callback` with each new state, and for "reconnecting" and
+     * "closed" the close code that caused it (1006 for a failed connection,
+     * 4999 for a missed pong); returns a function that removes it.
+     */
     onState(callback) {
         return listen(this.stateCallbacks, callback);
     }
-    /** Calls `callback` with error frames that name no stream and answer no request. */
+    /** Calls `callback` with error frames that answer no request and reach no handle (naming no stream, or one without handles). */
     onError(callback) {
         return listen(this.errorCallbacks, callback);
     }
     /** A handle on an eager stream (one the server runs from connect): no subscribe is sent. */
     stream(name) {
-        let stream = this.streams.get(name);
+        let stream = this.eager.get(name);
         if (!stream) {
             stream = { name, subscribed: false, confirmed: true, handles: new Set(), waiters: [] };
-            this.streams.set(name, stream);
+            this.eager.set(name, stream);
         }
         return this.handle(stream);
     }
@@ -67,12 +74,12 @@ export class Multiplexer {
         if (this.state === "closed")
             throw new ChanmuxError("closed", "the client is closed");
         let stream = this.streams.get(name);
-        if (!stream?.subscribed) {
-            const handles = stream?.handles ?? new Set();
-            stream = { name, params, subscribed: true, confirmed: false, handles, waiters: [] };
+        if (!stream) {
+            stream = { name, params, subscribed: true, confirmed: false, handles: new Set(), waiters: [] };
             this.streams.set(name, stream);
-            // Sent now if open; else at the resubscription after (re)connecting.
-            if (this.state === "open")
+            // Sent now if the socket is open (even while others are being
+            // resubscribed); else with the resubscription once it opens.
+            if (this.socket?.readyState === OPEN)
                 void this.resubscribe(stream);
         }
         const handle = this.handle(stream);
@@ -109,7 +116,11 @@ export class Multiplexer {
     }
     /** Closes the connection for good: no reconnection; pending requests reject. */
     close() {
-        this.setState("closed");
+        this.shutdown();
+    }
+    /** Closes for good; `code` is the close that ended it, if the server's. */
+    shutdown(code) {
+        this.setState("closed", code);
         clearTimeout(this.timer);
         this.stopPinging();
         this.failPending("closed", "the connection is closed");
@@ -135,10 +146,10 @@ export class Multiplexer {
                     return;
                 left = true;
                 stream.handles.delete(callbacks);
-                if (stream.handles.size === 0 && this.streams.get(stream.name) === stream) {
+                if (stream.handles.size === 0 && stream.subscribed && this.streams.get(stream.name) === stream) {
                     this.streams.delete(stream.name);
-                    if (stream.subscribed)
-                        this.sendFrame({ unsubscribe: stream.name }, true);
+                    // Not queued: once disconnected the server has dropped it anyway.
+                    this.write({ unsubscribe: stream.name });
                 }
             },
         };
@@ -163,11 +174,11 @@ export class Multiplexer {
             }
         });
     }
-    /** Sends now when open, else queues (or, for control frames, drops: they are redone on reconnect). */
-    sendFrame(frame, control = false) {
+    /** Sends now when open, else queues. */
+    sendFrame(frame) {
         if (this.state === "open")
             return this.write(frame);
-        if (control || this.state === "closed")
+        if (this.state === "closed")
             return;
         if (this.queue.length >= this.options.maxQueued) {
             throw new ChanmuxError("queue_full", `more than ${this.options.maxQueued} frames queued while disconnected`);
@@ -241,12 +252,11 @@ export class Multiplexer {
             const pending = typeof ref === "number" ? this.settle(ref) : undefined;
             if (pending)
                 return pending.reject(error);
-            const stream = error.stream === null ? undefined : this.streams.get(error.stream);
-            if (stream)
-                for (const handle of stream.handles)
-                    for (const cb of handle.error)
-                        cb(error);
-            else
+            const handles = error.stream === null ? [] : this.handlesOf(error.stream);
+            for (const handle of handles)
+                for (const cb of handle.error)
+                    cb(error);
+            if (handles.length === 0)
                 for (const cb of this.errorCallbacks)
                     cb(error);
             return;
@@ -255,7 +265,7 @@ export class Multiplexer {
             if (typeof ref === "number")
                 this.settle(ref)?.resolve(frame.payload);
             else
-                for (const handle of this.streams.get(frame.stream)?.handles ?? [])
+                for (const handle of this.handlesOf(frame.stream))
                     for (const cb of handle.message)
                         cb(frame.payload);
             return;
@@ -275,6 +285,10 @@ export class Multiplexer {
             }
         }
         // `pong` and frames of later versions: heard, nothing more.
+    }
+    /** Every handle on stream `name`: its subscription's and eager ones. */
+    handlesOf(name) {
+        return [...(this.streams.get(name)?.handles ?? []), ...(this.eager.get(name)?.handles ?? [])];
     }
     /** Takes the pending call with `ref`, stopping its timer. */
     settle(ref) {
@@ -310,8 +324,8 @@ export class Multiplexer {
         this.failPending("disconnected", `the connection closed (${code})`);
         const again = this.options.shouldReconnect?.(code) ?? (code === MISSED_PONG || RECONNECT_CODES.includes(code));
         if (this.state === "closed" || !again)
-            return this.close();
-        this.setState("reconnecting");
+            return this.shutdown(code);
+        this.setState("reconnecting", code);
         const { minReconnectDelay: min, maxReconnectDelay: max, random } = this.options;
         const cap = Math.min(max, min * 2 ** this.attempt++);
         this.timer = setTimeout(() => this.connect(), min + random() * Math.max(0, cap - min));
@@ -325,12 +339,12 @@ export class Multiplexer {
             call.reject(new ChanmuxError(code, message));
         }
     }
-    setState(state) {
+    setState(state, code) {
         if (this.state === state)
             return;
         this.state = state;
         for (const callback of this.stateCallbacks)
-            callback(state);
+            callback(state, code);
     }
 }
 function listen(set, callback) {
