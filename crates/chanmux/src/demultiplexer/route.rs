@@ -185,7 +185,8 @@ impl Session {
                 if !self.spec.entries[index].starts_on_demand() {
                     return Err(not_accepting(name));
                 }
-                self.start_on_demand(state, index, name, None, false)?;
+                self.start_on_demand(state, index, name, None, false)
+                    .map_err(|(code, message)| Routed::Refused(code, message, name.to_owned()))?;
             }
             return Ok(state.named[index].as_mut().expect("the stream is running"));
         }
@@ -201,7 +202,8 @@ impl Session {
                     name.to_owned(),
                 ));
             };
-            self.start_on_demand(state, index, name, None, false)?;
+            self.start_on_demand(state, index, name, None, false)
+                .map_err(|(code, message)| Routed::Refused(code, message, name.to_owned()))?;
         }
         Ok(state.matched.get_mut(name).expect("the stream is running"))
     }
@@ -215,19 +217,17 @@ impl Session {
         name: &str,
         params: Option<&str>,
         subscribed: bool,
-    ) -> Result<u32, Routed> {
+    ) -> Result<u32, (ErrorCode, String)> {
         let max = self.spec.config.max_streams;
         if state.disconnected {
-            return Err(not_accepting(name));
+            let message = format!("stream {} is not accepting frames", describe(name));
+            return Err((ErrorCode::StreamNotAccepting, message));
         }
         if usize::try_from(state.on_demand).is_ok_and(|running| running >= max) {
-            return Err(Routed::Refused(
-                ErrorCode::TooManyStreams,
-                format!(
-                    "at most {max} streams may be started per connection; unsubscribe from one first"
-                ),
-                name.to_owned(),
-            ));
+            let message = format!(
+                "at most {max} streams may be started per connection; unsubscribe from one first"
+            );
+            return Err((ErrorCode::TooManyStreams, message));
         }
         let captures = self.spec.entries[index].captures(name);
         let on_demand = Box::new(OnDemand::new(name, captures, params));
@@ -259,10 +259,9 @@ impl Session {
         let outcome = {
             let mut state = self.state();
             match self.find(&mut state, name) {
-                Found::Running(running) if running.subscribed => Err(Routed::Refused(
+                Found::Running(running) if running.subscribed => Err((
                     ErrorCode::AlreadySubscribed,
                     format!("already subscribed to {}", describe(name)),
-                    String::new(),
                 )),
                 Found::Running(running) => {
                     running.subscribed = true;
@@ -279,10 +278,9 @@ impl Session {
                         Session::owe(&mut state, id, name, owned_ref);
                         false
                     }),
-                Found::Unknown => Err(Routed::Refused(
+                Found::Unknown => Err((
                     ErrorCode::UnknownStream,
                     format!("no stream matches {}", describe(name)),
-                    String::new(),
                 )),
             }
         };
@@ -294,10 +292,9 @@ impl Session {
             }
             // Answered when the consumer decides.
             Ok(false) => {}
-            Err(Routed::Refused(code, message, _)) => {
+            Err((code, message)) => {
                 self.reject(code, &message, Some(name), reference).await;
             }
-            Err(_) => unreachable!("subscribing only refuses"),
         }
     }
 
