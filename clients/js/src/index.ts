@@ -106,8 +106,6 @@ interface Pending {
 }
 
 const RECONNECT_CODES = [1001, 1006, 1011, 1012, 1013, 1014];
-/** A close this client makes when a pong is missed (never sent to a server). */
-const MISSED_PONG = 4999;
 const OPEN = 1;
 
 /** One multiplexed connection. It connects at once. */
@@ -123,7 +121,8 @@ export class Multiplexer {
   /** Handles on eager streams (no subscription to count). */
   private readonly eager = new Map<string, Stream>();
   private readonly pending = new Map<number, Pending>();
-  private queue: string[] = [];
+  /** Frames sent while disconnected, with the ref of a request's. */
+  private queue: Array<{ text: string; ref?: unknown }> = [];
   private nextRef = 0;
   private attempt = 0;
   private timer?: ReturnType<typeof setTimeout>;
@@ -211,7 +210,11 @@ export class Multiplexer {
         resolve: () => settle(),
         // A disconnect is not an answer: it is tried again on reconnecting.
         reject: (error) => (error.code === "disconnected" ? done() : settle(error)),
-        timer: setTimeout(() => this.settle(ref)?.reject(new ChanmuxError("timeout", "no answer to subscribe", stream.name)), this.options.requestTimeout),
+        timer: setTimeout(() => {
+          // The server may still subscribe: make sure it does not stay so.
+          this.unsubscribeOnServer(stream.name);
+          this.settle(ref)?.reject(new ChanmuxError("timeout", "no answer to subscribe", stream.name));
+        }, this.options.requestTimeout),
       });
       this.write({ subscribe: stream.name, params: stream.params, ref });
     });
@@ -228,6 +231,7 @@ export class Multiplexer {
     clearTimeout(this.timer);
     this.stopPinging();
     this.failPending("closed", "the connection is closed");
+    this.queue = [];
     const closed = new ChanmuxError("closed", "the connection is closed");
     for (const stream of this.streams.values()) for (const [, reject] of stream.waiters.splice(0)) reject(closed);
     this.socket?.close(1000);
@@ -249,25 +253,40 @@ export class Multiplexer {
         if (left) return;
         left = true;
         stream.handles.delete(callbacks);
-        if (stream.handles.size === 0 && stream.subscribed && this.streams.get(stream.name) === stream) {
+        if (stream.handles.size > 0) return;
+        if (!stream.subscribed) {
+          if (this.eager.get(stream.name) === stream) this.eager.delete(stream.name);
+        } else if (this.streams.get(stream.name) === stream) {
           this.streams.delete(stream.name);
-          // Not queued: once disconnected the server has dropped it anyway.
-          this.write({ unsubscribe: stream.name });
+          this.unsubscribeOnServer(stream.name);
         }
       },
     };
   }
 
+  /**
+   * Sends `{"unsubscribe"}` with a ref whose answer is swallowed (so it
+   * reaches no later subscription of the name). Not queued: once
+   * disconnected, the server has dropped the subscription anyway.
+   */
+  private unsubscribeOnServer(name: string): void {
+    if (this.socket?.readyState !== OPEN) return;
+    const ref = ++this.nextRef;
+    this.pending.set(ref, { resolve: () => {}, reject: () => {} });
+    this.write({ unsubscribe: name, ref });
+  }
+
   /** Sends `frame` with a fresh ref; settles with the answer carrying it. */
   private call(frame: Record<string, unknown>, timeout = this.options.requestTimeout): Promise<unknown> {
     const ref = ++this.nextRef;
+    if (this.state === "closed") return Promise.reject(new ChanmuxError("closed", "the connection is closed"));
     return new Promise((resolve, reject) => {
       const pending: Pending = { resolve, reject };
       if (timeout > 0) {
-        pending.timer = setTimeout(() => {
-          this.pending.delete(ref);
-          reject(new ChanmuxError("timeout", `no answer within ${timeout} ms`));
-        }, timeout);
+        pending.timer = setTimeout(
+          () => this.settle(ref)?.reject(new ChanmuxError("timeout", `no answer within ${timeout} ms`)),
+          timeout,
+        );
       }
       this.pending.set(ref, pending);
       try {
@@ -280,12 +299,12 @@ export class Multiplexer {
 
   /** Sends now when open, else queues. */
   private sendFrame(frame: Record<string, unknown>): void {
+    if (this.state === "closed") throw new ChanmuxError("closed", "the connection is closed");
     if (this.state === "open") return this.write(frame);
-    if (this.state === "closed") return;
     if (this.queue.length >= this.options.maxQueued) {
       throw new ChanmuxError("queue_full", `more than ${this.options.maxQueued} frames queued while disconnected`);
     }
-    this.queue.push(JSON.stringify(frame));
+    this.queue.push({ text: JSON.stringify(frame), ref: frame.ref });
   }
 
   private write(frame: Record<string, unknown> | string): void {
@@ -321,16 +340,17 @@ export class Multiplexer {
     await Promise.all(subscriptions.map((stream) => this.resubscribe(stream)));
     if (socket !== this.socket || this.state === "closed") return;
     this.attempt = 0;
-    this.setState("open");
+    // Queued frames first: what a callback of "open" sends comes after them.
     const queued = this.queue;
     this.queue = [];
-    for (const text of queued) this.write(text);
+    for (const { text } of queued) this.write(text);
+    this.setState("open");
   }
 
   /** A subscription the server refused (on resubscribing, say): it is gone. */
   private ended(stream: Stream, error: ChanmuxError): void {
     if (this.streams.get(stream.name) === stream) this.streams.delete(stream.name);
-    if (stream.confirmed) for (const handle of stream.handles) for (const cb of handle.error) cb(error);
+    if (stream.confirmed) for (const handle of stream.handles) for (const cb of handle.error) emit(cb, error);
   }
 
   private received(text: string): void {
@@ -341,19 +361,20 @@ export class Multiplexer {
     } catch {
       return;
     }
+    if (!frame || typeof frame !== "object") return;
     const ref = frame.ref;
     if ("error" in frame) {
       const error = new ChanmuxError(frame.error?.code, frame.error?.message, frame.stream ?? null);
       const pending = typeof ref === "number" ? this.settle(ref) : undefined;
       if (pending) return pending.reject(error);
       const handles = error.stream === null ? [] : this.handlesOf(error.stream);
-      for (const handle of handles) for (const cb of handle.error) cb(error);
-      if (handles.length === 0) for (const cb of this.errorCallbacks) cb(error);
+      for (const handle of handles) for (const cb of handle.error) emit(cb, error);
+      if (handles.length === 0) for (const cb of this.errorCallbacks) emit(cb, error);
       return;
     }
     if ("payload" in frame) {
       if (typeof ref === "number") this.settle(ref)?.resolve(frame.payload);
-      else for (const handle of this.handlesOf(frame.stream)) for (const cb of handle.message) cb(frame.payload);
+      else for (const handle of this.handlesOf(frame.stream)) for (const cb of handle.message) emit(cb, frame.payload);
       return;
     }
     if ("subscribed" in frame || "unsubscribed" in frame) {
@@ -362,9 +383,10 @@ export class Multiplexer {
     }
     if ("closed" in frame) {
       const stream = this.streams.get(frame.closed);
-      if (stream?.subscribed) {
+      // An unconfirmed subscription is a newer one: a `closed` is for an earlier.
+      if (stream?.confirmed) {
         this.streams.delete(frame.closed);
-        for (const handle of stream.handles) for (const cb of handle.closed) cb(frame.code, frame.reason);
+        for (const handle of stream.handles) for (const cb of handle.closed) emit(cb, frame.code, frame.reason);
       }
     }
     // `pong` and frames of later versions: heard, nothing more.
@@ -381,6 +403,8 @@ export class Multiplexer {
     if (pending) {
       this.pending.delete(ref);
       clearTimeout(pending.timer);
+      // A request settled before it went out (timed out, say) is not sent.
+      this.queue = this.queue.filter((queued) => queued.ref !== ref);
     }
     return pending;
   }
@@ -393,7 +417,7 @@ export class Multiplexer {
     this.pingTimer = setTimeout(() => {
       this.write({ ping: Date.now() });
       // A missed pong: the socket is dropped and the client reconnects.
-      this.pingTimer = setTimeout(() => this.lost(MISSED_PONG), pongTimeout);
+      this.pingTimer = setTimeout(() => this.lost(1006, true), pongTimeout);
     }, pingInterval);
   }
 
@@ -401,35 +425,41 @@ export class Multiplexer {
     clearTimeout(this.pingTimer);
   }
 
-  /** The socket closed (or a pong was missed) with `code`. */
-  private lost(code: number): void {
+  /** The socket closed with `code`, or a pong was missed (`missedPong`, reported as 1006). */
+  private lost(code: number, missedPong = false): void {
     this.stopPinging();
     const socket = this.socket;
     this.socket = undefined;
     if (socket && socket.readyState <= OPEN) socket.close();
     this.failPending("disconnected", `the connection closed (${code})`);
-    const again = this.options.shouldReconnect?.(code) ?? (code === MISSED_PONG || RECONNECT_CODES.includes(code));
+    const again = missedPong || (this.options.shouldReconnect?.(code) ?? RECONNECT_CODES.includes(code));
     if (this.state === "closed" || !again) return this.shutdown(code);
     this.setState("reconnecting", code);
     const { minReconnectDelay: min, maxReconnectDelay: max, random } = this.options;
-    const cap = Math.min(max, min * 2 ** this.attempt++);
+    const cap = Math.min(max, min * 2 ** ++this.attempt);
     this.timer = setTimeout(() => this.connect(), min + random() * Math.max(0, cap - min));
   }
 
   /** Rejects every pending request and subscribe with `code`. */
   private failPending(code: string, message: string): void {
-    const pending = [...this.pending.values()];
-    this.pending.clear();
-    for (const call of pending) {
-      clearTimeout(call.timer);
-      call.reject(new ChanmuxError(code, message));
-    }
+    for (const ref of [...this.pending.keys()]) this.settle(ref)?.reject(new ChanmuxError(code, message));
   }
 
   private setState(state: State, code?: number): void {
     if (this.state === state) return;
     this.state = state;
-    for (const callback of this.stateCallbacks) callback(state, code);
+    for (const callback of this.stateCallbacks) emit(callback, state, code);
+  }
+}
+
+/** Calls an application's callback; what it throws is rethrown on its own, not into the client. */
+function emit<A extends unknown[]>(callback: (...args: A) => void, ...args: A): void {
+  try {
+    callback(...args);
+  } catch (error) {
+    queueMicrotask(() => {
+      throw error;
+    });
   }
 }
 

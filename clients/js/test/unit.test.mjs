@@ -57,7 +57,7 @@ test('connects at once and reports open', async () => {
 });
 
 test('each close code decides whether to reconnect', async () => {
-  for (const [code, again] of [[1000, false], [1008, false], [4000, false], [4321, false], [1002, false],
+  for (const [code, again] of [[1000, false], [1008, false], [4000, false], [4321, false], [4999, false], [1002, false],
     [1001, true], [1006, true], [1011, true], [1012, true], [1013, true], [1014, true]]) {
     FakeSocket.all = [];
     const m = mux();
@@ -80,7 +80,7 @@ test('each close code decides whether to reconnect', async () => {
 });
 
 test('backoff is full jitter between the two delays, doubling up to the maximum', async () => {
-  for (const [random, expected] of [[0, [500, 500, 500, 500]], [0.999999, [500, 1000, 2000, 4000]]]) {
+  for (const [random, expected] of [[0, [500, 500, 500, 500]], [0.999999, [1000, 2000, 4000, 8000]]]) {
     FakeSocket.all = [];
     const m = mux({ random: () => random, minReconnectDelay: 500, maxReconnectDelay: 3000 });
     const waits = [];
@@ -88,7 +88,7 @@ test('backoff is full jitter between the two delays, doubling up to the maximum'
       FakeSocket.last.drop(1006);
       const before = FakeSocket.all.length;
       let waited = 0;
-      while (FakeSocket.all.length === before) { mock.timers.tick(1); waited += 1; }
+      while (FakeSocket.all.length === before && waited < 60000) { mock.timers.tick(1); waited += 1; }
       waits.push(waited);
     }
     const capped = expected.map((w) => Math.min(w, 3000));
@@ -115,14 +115,16 @@ test('a connection that fails with only an error event is retried', async () => 
 test('a successful open resets the backoff', async () => {
   const m = mux({ random: () => 0.999999, minReconnectDelay: 100, maxReconnectDelay: 10000 });
   FakeSocket.last.drop(1006);
-  mock.timers.tick(100);
-  FakeSocket.last.drop(1006);
   mock.timers.tick(200);
+  FakeSocket.last.drop(1006);
+  mock.timers.tick(400);
   FakeSocket.last.open();
   await settle();
   FakeSocket.last.drop(1006);
   const before = FakeSocket.all.length;
-  mock.timers.tick(100);
+  mock.timers.tick(199);
+  assert.equal(FakeSocket.all.length, before, 'the wait starts again from its first');
+  mock.timers.tick(1);
   assert.equal(FakeSocket.all.length, before + 1);
   m.close();
 });
@@ -381,4 +383,106 @@ test('close() is final: no reconnection, pending calls reject', async () => {
   assert.equal(FakeSocket.all.length, 1);
   assert.equal(m.state, 'closed');
   await assert.rejects(m.subscribe('room:x'), (e) => e.code === 'closed');
+});
+
+test('a request that settles while queued is not sent; sends and requests after close() fail at once', async () => {
+  const m = mux({ minReconnectDelay: 10, maxReconnectDelay: 10 });
+  const s = m.stream('echostream');
+  const late = s.request('late', { timeout: 50 });
+  s.send('kept');
+  mock.timers.tick(50);
+  await assert.rejects(late, (e) => e.code === 'timeout');
+  FakeSocket.last.open();
+  await settle();
+  assert.deepEqual(FakeSocket.last.sent.map((f) => f.payload), ['kept']);
+  m.close();
+  await assert.rejects(s.request(1), (e) => e.code === 'closed');
+  assert.throws(() => s.send(1), (e) => e.code === 'closed');
+});
+
+test('a subscribe that times out unsubscribes, so the name can be subscribed again', async () => {
+  const m = mux({ requestTimeout: 100 });
+  FakeSocket.last.open();
+  await settle();
+  const slow = m.subscribe('room:slow');
+  mock.timers.tick(100);
+  await assert.rejects(slow, (e) => e.code === 'timeout');
+  assert.deepEqual(FakeSocket.last.sent.map((f) => f.subscribe ?? `-${f.unsubscribe}`), ['room:slow', '-room:slow']);
+  const again = m.subscribe('room:slow');
+  assert.equal(FakeSocket.last.sent.filter((f) => f.subscribe === 'room:slow').length, 2);
+  m.close();
+  await assert.rejects(again, (e) => e.code === 'closed');
+});
+
+test('a closed frame for an earlier subscription does not end a newer one', async () => {
+  const m = mux();
+  FakeSocket.last.open();
+  await settle();
+  const first = m.subscribe('room:a');
+  FakeSocket.last.acceptSubscribes();
+  (await first).unsubscribe();
+  const second = m.subscribe('room:a');
+  FakeSocket.last.receive({ closed: 'room:a', code: 1000, reason: '' });
+  FakeSocket.last.acceptSubscribes();
+  const handle = await second;
+  const heard = [];
+  handle.onMessage((p) => heard.push(p));
+  FakeSocket.last.receive({ stream: 'room:a', payload: 1 });
+  assert.deepEqual(heard, [1]);
+});
+
+test('answers to an unsubscribe reach no later subscription; eager handles leave no entry behind', async () => {
+  const m = mux();
+  FakeSocket.last.open();
+  await settle();
+  const first = m.subscribe('room:a');
+  FakeSocket.last.acceptSubscribes();
+  (await first).unsubscribe();
+  const unsub = FakeSocket.last.sent.find((f) => f.unsubscribe);
+  assert.ok(unsub.ref !== undefined);
+  const again = m.subscribe('room:a');
+  FakeSocket.last.acceptSubscribes();
+  const handle = await again;
+  const errors = [];
+  handle.onError((e) => errors.push(e.code));
+  m.onError((e) => errors.push(`mux ${e.code}`));
+  FakeSocket.last.receive({ error: { code: 'not_subscribed', message: 'm' }, stream: 'room:a', ref: unsub.ref });
+  assert.deepEqual(errors, []);
+  for (let i = 0; i < 3; i += 1) m.stream(`x${i}`).unsubscribe();
+  FakeSocket.last.receive({ stream: 'x0', payload: 1 });
+});
+
+test('queued frames go out before what an open callback sends; a throwing callback does not break the client', async () => {
+  const m = mux();
+  const s = m.stream('echostream');
+  s.send('queued');
+  m.onState((state) => {
+    if (state === 'open') s.send('from the callback');
+  });
+  m.onState(() => {
+    throw new Error('an application bug');
+  });
+  // What a callback throws is rethrown from a microtask of its own: caught here.
+  const thrown = [];
+  const queue = globalThis.queueMicrotask;
+  globalThis.queueMicrotask = (task) => {
+    try { task(); } catch (e) { thrown.push(e.message); }
+  };
+  try {
+    FakeSocket.last.open();
+    await settle();
+  } finally {
+    globalThis.queueMicrotask = queue;
+  }
+  assert.deepEqual(FakeSocket.last.sent.map((f) => f.payload), ['queued', 'from the callback']);
+  assert.equal(m.state, 'open');
+  assert.deepEqual(thrown, ['an application bug']);
+});
+
+test('non-object frames are ignored', async () => {
+  const m = mux();
+  FakeSocket.last.open();
+  await settle();
+  for (const text of ['null', '3', '"x"', '[1]']) FakeSocket.last.onmessage({ data: text });
+  assert.equal(m.state, 'open');
 });

@@ -12,8 +12,6 @@ export class ChanmuxError extends Error {
     }
 }
 const RECONNECT_CODES = [1001, 1006, 1011, 1012, 1013, 1014];
-/** A close this client makes when a pong is missed (never sent to a server). */
-const MISSED_PONG = 4999;
 const OPEN = 1;
 /** One multiplexed connection. It connects at once. */
 export class Multiplexer {
@@ -25,6 +23,7 @@ export class Multiplexer {
         /** Handles on eager streams (no subscription to count). */
         this.eager = new Map();
         this.pending = new Map();
+        /** Frames sent while disconnected, with the ref of a request's. */
         this.queue = [];
         this.nextRef = 0;
         this.attempt = 0;
@@ -109,7 +108,11 @@ export class Multiplexer {
                 resolve: () => settle(),
                 // A disconnect is not an answer: it is tried again on reconnecting.
                 reject: (error) => (error.code === "disconnected" ? done() : settle(error)),
-                timer: setTimeout(() => this.settle(ref)?.reject(new ChanmuxError("timeout", "no answer to subscribe", stream.name)), this.options.requestTimeout),
+                timer: setTimeout(() => {
+                    // The server may still subscribe: make sure it does not stay so.
+                    this.unsubscribeOnServer(stream.name);
+                    this.settle(ref)?.reject(new ChanmuxError("timeout", "no answer to subscribe", stream.name));
+                }, this.options.requestTimeout),
             });
             this.write({ subscribe: stream.name, params: stream.params, ref });
         });
@@ -124,6 +127,7 @@ export class Multiplexer {
         clearTimeout(this.timer);
         this.stopPinging();
         this.failPending("closed", "the connection is closed");
+        this.queue = [];
         const closed = new ChanmuxError("closed", "the connection is closed");
         for (const stream of this.streams.values())
             for (const [, reject] of stream.waiters.splice(0))
@@ -146,24 +150,40 @@ export class Multiplexer {
                     return;
                 left = true;
                 stream.handles.delete(callbacks);
-                if (stream.handles.size === 0 && stream.subscribed && this.streams.get(stream.name) === stream) {
+                if (stream.handles.size > 0)
+                    return;
+                if (!stream.subscribed) {
+                    if (this.eager.get(stream.name) === stream)
+                        this.eager.delete(stream.name);
+                }
+                else if (this.streams.get(stream.name) === stream) {
                     this.streams.delete(stream.name);
-                    // Not queued: once disconnected the server has dropped it anyway.
-                    this.write({ unsubscribe: stream.name });
+                    this.unsubscribeOnServer(stream.name);
                 }
             },
         };
     }
+    /**
+     * Sends `{"unsubscribe"}` with a ref whose answer is swallowed (so it
+     * reaches no later subscription of the name). Not queued: once
+     * disconnected, the server has dropped the subscription anyway.
+     */
+    unsubscribeOnServer(name) {
+        if (this.socket?.readyState !== OPEN)
+            return;
+        const ref = ++this.nextRef;
+        this.pending.set(ref, { resolve: () => { }, reject: () => { } });
+        this.write({ unsubscribe: name, ref });
+    }
     /** Sends `frame` with a fresh ref; settles with the answer carrying it. */
     call(frame, timeout = this.options.requestTimeout) {
         const ref = ++this.nextRef;
+        if (this.state === "closed")
+            return Promise.reject(new ChanmuxError("closed", "the connection is closed"));
         return new Promise((resolve, reject) => {
             const pending = { resolve, reject };
             if (timeout > 0) {
-                pending.timer = setTimeout(() => {
-                    this.pending.delete(ref);
-                    reject(new ChanmuxError("timeout", `no answer within ${timeout} ms`));
-                }, timeout);
+                pending.timer = setTimeout(() => this.settle(ref)?.reject(new ChanmuxError("timeout", `no answer within ${timeout} ms`)), timeout);
             }
             this.pending.set(ref, pending);
             try {
@@ -176,14 +196,14 @@ export class Multiplexer {
     }
     /** Sends now when open, else queues. */
     sendFrame(frame) {
+        if (this.state === "closed")
+            throw new ChanmuxError("closed", "the connection is closed");
         if (this.state === "open")
             return this.write(frame);
-        if (this.state === "closed")
-            return;
         if (this.queue.length >= this.options.maxQueued) {
             throw new ChanmuxError("queue_full", `more than ${this.options.maxQueued} frames queued while disconnected`);
         }
-        this.queue.push(JSON.stringify(frame));
+        this.queue.push({ text: JSON.stringify(frame), ref: frame.ref });
     }
     write(frame) {
         const text = typeof frame === "string" ? frame : JSON.stringify(frame);
@@ -222,11 +242,12 @@ export class Multiplexer {
         if (socket !== this.socket || this.state === "closed")
             return;
         this.attempt = 0;
-        this.setState("open");
+        // Queued frames first: what a callback of "open" sends comes after them.
         const queued = this.queue;
         this.queue = [];
-        for (const text of queued)
+        for (const { text } of queued)
             this.write(text);
+        this.setState("open");
     }
     /** A subscription the server refused (on resubscribing, say): it is gone. */
     ended(stream, error) {
@@ -235,7 +256,7 @@ export class Multiplexer {
         if (stream.confirmed)
             for (const handle of stream.handles)
                 for (const cb of handle.error)
-                    cb(error);
+                    emit(cb, error);
     }
     received(text) {
         this.heard();
@@ -246,6 +267,8 @@ export class Multiplexer {
         catch {
             return;
         }
+        if (!frame || typeof frame !== "object")
+            return;
         const ref = frame.ref;
         if ("error" in frame) {
             const error = new ChanmuxError(frame.error?.code, frame.error?.message, frame.stream ?? null);
@@ -255,10 +278,10 @@ export class Multiplexer {
             const handles = error.stream === null ? [] : this.handlesOf(error.stream);
             for (const handle of handles)
                 for (const cb of handle.error)
-                    cb(error);
+                    emit(cb, error);
             if (handles.length === 0)
                 for (const cb of this.errorCallbacks)
-                    cb(error);
+                    emit(cb, error);
             return;
         }
         if ("payload" in frame) {
@@ -267,7 +290,7 @@ export class Multiplexer {
             else
                 for (const handle of this.handlesOf(frame.stream))
                     for (const cb of handle.message)
-                        cb(frame.payload);
+                        emit(cb, frame.payload);
             return;
         }
         if ("subscribed" in frame || "unsubscribed" in frame) {
@@ -277,11 +300,12 @@ export class Multiplexer {
         }
         if ("closed" in frame) {
             const stream = this.streams.get(frame.closed);
-            if (stream?.subscribed) {
+            // An unconfirmed subscription is a newer one: a `closed` is for an earlier.
+            if (stream?.confirmed) {
                 this.streams.delete(frame.closed);
                 for (const handle of stream.handles)
                     for (const cb of handle.closed)
-                        cb(frame.code, frame.reason);
+                        emit(cb, frame.code, frame.reason);
             }
         }
         // `pong` and frames of later versions: heard, nothing more.
@@ -296,6 +320,8 @@ export class Multiplexer {
         if (pending) {
             this.pending.delete(ref);
             clearTimeout(pending.timer);
+            // A request settled before it went out (timed out, say) is not sent.
+            this.queue = this.queue.filter((queued) => queued.ref !== ref);
         }
         return pending;
     }
@@ -308,43 +334,50 @@ export class Multiplexer {
         this.pingTimer = setTimeout(() => {
             this.write({ ping: Date.now() });
             // A missed pong: the socket is dropped and the client reconnects.
-            this.pingTimer = setTimeout(() => this.lost(MISSED_PONG), pongTimeout);
+            this.pingTimer = setTimeout(() => this.lost(1006, true), pongTimeout);
         }, pingInterval);
     }
     stopPinging() {
         clearTimeout(this.pingTimer);
     }
-    /** The socket closed (or a pong was missed) with `code`. */
-    lost(code) {
+    /** The socket closed with `code`, or a pong was missed (`missedPong`, reported as 1006). */
+    lost(code, missedPong = false) {
         this.stopPinging();
         const socket = this.socket;
         this.socket = undefined;
         if (socket && socket.readyState <= OPEN)
             socket.close();
         this.failPending("disconnected", `the connection closed (${code})`);
-        const again = this.options.shouldReconnect?.(code) ?? (code === MISSED_PONG || RECONNECT_CODES.includes(code));
+        const again = missedPong || (this.options.shouldReconnect?.(code) ?? RECONNECT_CODES.includes(code));
         if (this.state === "closed" || !again)
             return this.shutdown(code);
         this.setState("reconnecting", code);
         const { minReconnectDelay: min, maxReconnectDelay: max, random } = this.options;
-        const cap = Math.min(max, min * 2 ** this.attempt++);
+        const cap = Math.min(max, min * 2 ** ++this.attempt);
         this.timer = setTimeout(() => this.connect(), min + random() * Math.max(0, cap - min));
     }
     /** Rejects every pending request and subscribe with `code`. */
     failPending(code, message) {
-        const pending = [...this.pending.values()];
-        this.pending.clear();
-        for (const call of pending) {
-            clearTimeout(call.timer);
-            call.reject(new ChanmuxError(code, message));
-        }
+        for (const ref of [...this.pending.keys()])
+            this.settle(ref)?.reject(new ChanmuxError(code, message));
     }
     setState(state, code) {
         if (this.state === state)
             return;
         this.state = state;
         for (const callback of this.stateCallbacks)
-            callback(state, code);
+            emit(callback, state, code);
+    }
+}
+/** Calls an application's callback; what it throws is rethrown on its own, not into the client. */
+function emit(callback, ...args) {
+    try {
+        callback(...args);
+    }
+    catch (error) {
+        queueMicrotask(() => {
+            throw error;
+        });
     }
 }
 function listen(set, callback) {
