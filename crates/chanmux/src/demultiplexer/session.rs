@@ -668,12 +668,10 @@ impl Session {
 
     async fn close_parent(&self, close: Option<(u16, String)>) {
         if let Some((code, reason)) = close {
+            // For an outer stream, its session then disconnects this one as
+            // the stream leaves its table; a socket's connection does when
+            // the client answers the close.
             let _ = Box::pin(self.parent.close_with(code, reason)).await;
-            // A socket's connection ends this session when the client
-            // answers the close; an outer stream has no one to do that.
-            if self.parent.stream().is_some() {
-                self.disconnect(code);
-            }
         }
     }
 
