@@ -185,6 +185,16 @@ impl Ref {
         Ref::is_valid(json).then(|| Ref(json.into()))
     }
 
+    /// Keeps the ref of a frame that [`ClientFrame::parse`] accepted, which
+    /// has checked it already (checking again costs a second pass over it).
+    pub fn from_parsed(json: &str) -> Self {
+        debug_assert!(
+            Ref::is_valid(json),
+            "not a ref ClientFrame::parse accepted: {json}"
+        );
+        Ref(json.into())
+    }
+
     /// Whether `json` (valid JSON text) is an acceptable ref.
     pub fn is_valid(json: &str) -> bool {
         if json.starts_with('"') {

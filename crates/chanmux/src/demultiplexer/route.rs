@@ -96,7 +96,7 @@ impl Session {
             ClientFrame::Data {
                 stream, reference, ..
             } => {
-                let reference = reference.and_then(Ref::new);
+                let reference = reference.map(Ref::from_parsed);
                 let range = range.expect("a data frame has a payload");
                 let routed = {
                     let mut state = self.state();
@@ -192,10 +192,7 @@ impl Session {
         }
         if !state.matched.contains_key(name) {
             let Some(index) = self.matching_pattern(name) else {
-                let message = match name.len() <= MAX_ECHOED_NAME {
-                    true => format!("no stream named {name:?}"),
-                    false => format!("no stream has a name of {} bytes", name.len()),
-                };
+                let message = no_such_stream(name);
                 return Err(Routed::Refused(
                     ErrorCode::UnknownStream,
                     message,
@@ -255,7 +252,7 @@ impl Session {
                 .await;
             return;
         }
-        let owned_ref = reference.and_then(Ref::new);
+        let owned_ref = reference.map(Ref::from_parsed);
         let outcome = {
             let mut state = self.state();
             match self.find(&mut state, name) {
@@ -278,10 +275,7 @@ impl Session {
                         Session::owe(&mut state, id, name, owned_ref);
                         false
                     }),
-                Found::Unknown => Err((
-                    ErrorCode::UnknownStream,
-                    format!("no stream matches {}", describe(name)),
-                )),
+                Found::Unknown => Err((ErrorCode::UnknownStream, no_such_stream(name))),
             }
         };
         match outcome {
@@ -348,6 +342,15 @@ impl Session {
             let _ = session.parent().send_text(Text::known_json(frame)).await;
         });
         None
+    }
+}
+
+/// The message of `unknown_stream`, for a data frame or a subscribe.
+fn no_such_stream(name: &str) -> String {
+    if name.len() <= MAX_ECHOED_NAME {
+        format!("no stream named {name:?}")
+    } else {
+        format!("no stream has a name of {} bytes", name.len())
     }
 }
 
