@@ -85,12 +85,11 @@ type Callbacks = {
   closed: Set<(code: number, reason: string) => void>;
 };
 
-/** A stream this client knows: subscribed (shared by handles) or eager. */
+/** A stream this client knows: a subscription (in `streams`, shared by handles) or eager (in `eager`). */
 interface Stream {
   name: string;
   /** `undefined` for an eager stream (never subscribed). */
   params?: unknown;
-  subscribed: boolean;
   /** The server has answered `subscribed` (once). */
   confirmed: boolean;
   /** Handles still using it. */
@@ -163,7 +162,7 @@ export class Multiplexer {
   stream(name: string): StreamHandle {
     let stream = this.eager.get(name);
     if (!stream) {
-      stream = { name, subscribed: false, confirmed: true, handles: new Set(), waiters: [] };
+      stream = { name, confirmed: true, handles: new Set(), waiters: [] };
       this.eager.set(name, stream);
     }
     return this.handle(stream);
@@ -179,7 +178,7 @@ export class Multiplexer {
     if (this.state === "closed") throw new ChanmuxError("closed", "the client is closed");
     let stream = this.streams.get(name);
     if (!stream) {
-      stream = { name, params, subscribed: true, confirmed: false, handles: new Set(), waiters: [] };
+      stream = { name, params, confirmed: false, handles: new Set(), waiters: [] };
       this.streams.set(name, stream);
       // Sent now if the socket is open (even while others are being
       // resubscribed); else with the resubscription once it opens.
@@ -254,8 +253,8 @@ export class Multiplexer {
         left = true;
         stream.handles.delete(callbacks);
         if (stream.handles.size > 0) return;
-        if (!stream.subscribed) {
-          if (this.eager.get(stream.name) === stream) this.eager.delete(stream.name);
+        if (this.eager.get(stream.name) === stream) {
+          this.eager.delete(stream.name);
         } else if (this.streams.get(stream.name) === stream) {
           this.streams.delete(stream.name);
           this.unsubscribeOnServer(stream.name);
@@ -336,7 +335,7 @@ export class Multiplexer {
     const socket = this.socket;
     this.heard();
     // In the order they were made (a Map keeps insertion order).
-    const subscriptions = [...this.streams.values()].filter((s) => s.subscribed);
+    const subscriptions = [...this.streams.values()];
     await Promise.all(subscriptions.map((stream) => this.resubscribe(stream)));
     if (socket !== this.socket || this.state === "closed") return;
     this.attempt = 0;

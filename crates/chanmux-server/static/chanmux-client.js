@@ -58,7 +58,7 @@ export class Multiplexer {
     stream(name) {
         let stream = this.eager.get(name);
         if (!stream) {
-            stream = { name, subscribed: false, confirmed: true, handles: new Set(), waiters: [] };
+            stream = { name, confirmed: true, handles: new Set(), waiters: [] };
             this.eager.set(name, stream);
         }
         return this.handle(stream);
@@ -74,7 +74,7 @@ export class Multiplexer {
             throw new ChanmuxError("closed", "the client is closed");
         let stream = this.streams.get(name);
         if (!stream) {
-            stream = { name, params, subscribed: true, confirmed: false, handles: new Set(), waiters: [] };
+            stream = { name, params, confirmed: false, handles: new Set(), waiters: [] };
             this.streams.set(name, stream);
             // Sent now if the socket is open (even while others are being
             // resubscribed); else with the resubscription once it opens.
@@ -152,9 +152,8 @@ export class Multiplexer {
                 stream.handles.delete(callbacks);
                 if (stream.handles.size > 0)
                     return;
-                if (!stream.subscribed) {
-                    if (this.eager.get(stream.name) === stream)
-                        this.eager.delete(stream.name);
+                if (this.eager.get(stream.name) === stream) {
+                    this.eager.delete(stream.name);
                 }
                 else if (this.streams.get(stream.name) === stream) {
                     this.streams.delete(stream.name);
@@ -237,7 +236,7 @@ export class Multiplexer {
         const socket = this.socket;
         this.heard();
         // In the order they were made (a Map keeps insertion order).
-        const subscriptions = [...this.streams.values()].filter((s) => s.subscribed);
+        const subscriptions = [...this.streams.values()];
         await Promise.all(subscriptions.map((stream) => this.resubscribe(stream)));
         if (socket !== this.socket || this.state === "closed")
             return;
