@@ -24,6 +24,16 @@ impl Drop for DropLog {
     }
 }
 
+/// Starts a task tied to the consumer that never ends by itself; it logs
+/// "dropped task" when it is stopped.
+fn spawn_forever(ctx: &Context, log: &Log) {
+    let guard = DropLog(log.clone(), "task");
+    ctx.spawn(async move {
+        let _guard = guard;
+        pending::<()>().await;
+    });
+}
+
 /// Accepts, starts a task that never ends and one that waits for
 /// `closing`; closes on `"close"`, fails on `"fail"`, and hangs on
 /// `"hang"`; logs its disconnect.
@@ -34,11 +44,7 @@ struct Lifelong {
 impl Consumer for Lifelong {
     async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
         ctx.accept().await?;
-        let guard = DropLog(self.log.clone(), "task");
-        ctx.spawn(async move {
-            let _guard = guard;
-            pending::<()>().await;
-        });
+        spawn_forever(ctx, &self.log);
         let (log, closing) = (self.log.clone(), ctx.clone());
         tokio::spawn(async move {
             closing.closing().await;
@@ -170,11 +176,7 @@ struct StuckDisconnect {
 impl Consumer for StuckDisconnect {
     async fn connect(&mut self, ctx: &Context) -> Result<(), BoxError> {
         ctx.accept().await?;
-        let guard = DropLog(self.log.clone(), "task");
-        ctx.spawn(async move {
-            let _guard = guard;
-            pending::<()>().await;
-        });
+        spawn_forever(ctx, &self.log);
         Ok(())
     }
 
