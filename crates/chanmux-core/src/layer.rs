@@ -15,6 +15,7 @@
 //! channel (the consumer instance) does: it is removed when the consumer ends,
 //! however it ends, so there is nothing to expire.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,9 +31,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Where a layer hands the messages of one local channel.
 pub trait Deliver: Send + Sync + 'static {
-    /// Hands `message` over without waiting. `false` means it was dropped:
-    /// the channel is full or its consumer is gone.
-    fn deliver(&self, message: Message) -> bool;
+    /// Hands `message` over without waiting, cloning what it keeps (a
+    /// reference count). `false` means it was dropped: the channel is full
+    /// or its consumer is gone.
+    ///
+    /// Called once per recipient of a group send, on the sender's thread
+    /// (or the backend's receiving task), so it must be quick.
+    fn deliver(&self, message: &Message) -> bool;
 }
 
 /// A channel layer backend: channels, groups and message delivery.
@@ -168,8 +173,8 @@ impl IntoSharedLayer for SharedLayer {
 /// A layer instance's local channels and their group memberships: the
 /// bookkeeping every backend keeps (behind its own lock).
 pub struct Registry {
-    channels: std::collections::HashMap<ChannelName, Entry>,
-    groups: std::collections::HashMap<GroupName, std::collections::HashSet<ChannelName>>,
+    channels: HashMap<ChannelName, Entry>,
+    groups: HashMap<GroupName, Members>,
     max_groups_per_channel: usize,
 }
 
@@ -185,7 +190,86 @@ impl Default for Registry {
 
 struct Entry {
     delivery: Arc<dyn Deliver>,
-    groups: std::collections::HashSet<GroupName>,
+    groups: HashSet<GroupName>,
+}
+
+/// A group's local members, kept as the list a send walks: a send takes
+/// the list (one reference count) and delivers outside the lock, with no
+/// lookup or allocation per member.
+#[derive(Default)]
+struct Members {
+    list: Arc<Vec<Member>>,
+    /// Where each member sits in `list`, for removal in constant time.
+    index: HashMap<ChannelName, usize>,
+}
+
+struct Member {
+    channel: ChannelName,
+    delivery: Arc<dyn Deliver>,
+}
+
+impl Members {
+    fn insert(&mut self, channel: &ChannelName, delivery: &Arc<dyn Deliver>) {
+        if self.index.contains_key(channel) {
+            return;
+        }
+        // In place unless a send still walks the list; then it keeps the old one.
+        let list = Arc::make_mut(&mut self.list);
+        self.index.insert(channel.clone(), list.len());
+        list.push(Member {
+            channel: channel.clone(),
+            delivery: delivery.clone(),
+        });
+    }
+
+    fn remove(&mut self, channel: &ChannelName) {
+        let Some(at) = self.index.remove(channel) else {
+            return;
+        };
+        let list = Arc::make_mut(&mut self.list);
+        list.swap_remove(at);
+        if let Some(moved) = list.get(at) {
+            self.index.insert(moved.channel.clone(), at);
+        }
+    }
+}
+
+impl Clone for Member {
+    fn clone(&self) -> Self {
+        Member {
+            channel: self.channel.clone(),
+            delivery: self.delivery.clone(),
+        }
+    }
+}
+
+/// The local members of a group as a send found them: cheap to hold, and
+/// unchanged by later joins and leaves.
+#[derive(Clone)]
+pub struct GroupMembers(Arc<Vec<Member>>);
+
+impl GroupMembers {
+    /// How many members.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn deliveries(&self) -> impl Iterator<Item = &dyn Deliver> {
+        self.0.iter().map(|member| &*member.delivery)
+    }
+}
+
+impl std::fmt::Debug for GroupMembers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupMembers")
+            .field("len", &self.len())
+            .finish()
+    }
 }
 
 impl Registry {
@@ -232,7 +316,7 @@ impl Registry {
         self.groups
             .entry(group.clone())
             .or_default()
-            .insert(channel.clone());
+            .insert(channel, &entry.delivery);
         Ok(())
     }
 
@@ -251,7 +335,7 @@ impl Registry {
             return false;
         };
         members.remove(channel);
-        let emptied = members.is_empty();
+        let emptied = members.index.is_empty();
         if emptied {
             self.groups.remove(group);
         }
@@ -265,14 +349,12 @@ impl Registry {
             .map(|entry| entry.delivery.clone())
     }
 
-    /// Where the messages of every local member of `group` go.
-    pub fn members(&self, group: &str) -> Vec<Arc<dyn Deliver>> {
+    /// The local members of `group`, if it has any: one lookup, and a
+    /// reference count rather than a copy.
+    pub fn members(&self, group: &str) -> Option<GroupMembers> {
         self.groups
             .get(group)
-            .into_iter()
-            .flatten()
-            .filter_map(|channel| self.delivery(channel.as_str()))
-            .collect()
+            .map(|members| GroupMembers(members.list.clone()))
     }
 
     /// Whether `group` has a local member.
@@ -287,11 +369,7 @@ impl Registry {
 
     /// Channels, groups and memberships, for [`LayerStats`].
     pub fn stats(&self, dropped: u64) -> LayerStats {
-        let memberships = self
-            .groups
-            .values()
-            .map(std::collections::HashSet::len)
-            .sum();
+        let memberships = self.groups.values().map(|m| m.index.len()).sum();
         LayerStats::new(self.channels.len(), self.groups.len(), memberships, dropped)
     }
 }
@@ -371,27 +449,46 @@ impl LocalChannels {
 
     /// Hands `message` to local channel `channel`; a missing channel or a
     /// refused delivery counts as dropped.
-    pub fn deliver_to_channel(&self, channel: &str, message: Message) {
+    pub fn deliver_to_channel(&self, channel: &str, message: &Message) {
         let delivery = self.registry().delivery(channel);
         match delivery {
-            Some(delivery) => self.deliver_each(&[delivery], &message),
+            Some(delivery) => {
+                let delivered = deliver_contained(&*delivery, message);
+                self.count(usize::from(delivered), usize::from(!delivered));
+            }
             None => self.count_dropped(),
         }
     }
 
-    /// Hands `message` to each delivery (outside the lock), counting those
+    /// The local members of `group`, if any (see [`Registry::members`]).
+    pub fn group_members(&self, group: &str) -> Option<GroupMembers> {
+        self.registry().members(group)
+    }
+
+    /// Hands `message` to every local member of `group`.
+    pub fn deliver_to_group(&self, group: &str, message: &Message) {
+        if let Some(members) = self.group_members(group) {
+            self.deliver_each(&members, message);
+        }
+    }
+
+    /// Hands `message` to each member (outside the lock), counting those
     /// that refuse or panic as dropped.
-    pub fn deliver_each(&self, deliveries: &[Arc<dyn Deliver>], message: &Message) {
+    pub fn deliver_each(&self, members: &GroupMembers, message: &Message) {
         let mut dropped = 0;
-        for delivery in deliveries {
-            if !deliver_contained(&**delivery, message.clone()) {
+        for delivery in members.deliveries() {
+            if !deliver_contained(delivery, message) {
                 dropped += 1;
             }
         }
-        // Counted once per message, not per member: a fan-out to thousands
-        // adds to each counter once.
+        self.count(members.len() - dropped, dropped);
+    }
+
+    /// Counted once per message, not per member: a fan-out to thousands
+    /// adds to each counter once.
+    fn count(&self, delivered: usize, dropped: usize) {
         let (delivered_metric, dropped_metric) = group_message_counters();
-        delivered_metric.increment((deliveries.len() - dropped) as u64);
+        delivered_metric.increment(delivered as u64);
         if dropped > 0 {
             self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
             dropped_metric.increment(dropped as u64);
@@ -430,7 +527,7 @@ impl std::fmt::Debug for Registry {
 
 /// Hands `message` to `delivery`, containing a panicking [`Deliver`]: `true`
 /// if it was taken, `false` if it was dropped (full, gone or panicked).
-fn deliver_contained(delivery: &dyn Deliver, message: Message) -> bool {
+fn deliver_contained(delivery: &dyn Deliver, message: &Message) -> bool {
     let delivered =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| delivery.deliver(message)));
     matches!(delivered, Ok(true))
@@ -443,7 +540,7 @@ mod tests {
     struct Nowhere;
 
     impl Deliver for Nowhere {
-        fn deliver(&self, _message: Message) -> bool {
+        fn deliver(&self, _message: &Message) -> bool {
             false
         }
     }
@@ -451,7 +548,7 @@ mod tests {
     struct Panics;
 
     impl Deliver for Panics {
-        fn deliver(&self, _message: Message) -> bool {
+        fn deliver(&self, _message: &Message) -> bool {
             panic!("a broken delivery")
         }
     }
@@ -474,7 +571,7 @@ mod tests {
         registry.add(&g, &b).unwrap();
         registry.add(&h, &a).unwrap();
         assert_eq!(registry.stats(0), LayerStats::new(2, 2, 3, 0));
-        assert_eq!(registry.members("g").len(), 2);
+        assert_eq!(registry.members("g").map(|m| m.len()), Some(2));
         assert!(!registry.discard(&g, &b), "g still has a");
         assert_eq!(
             registry.remove(&a).len(),
@@ -492,7 +589,7 @@ mod tests {
     #[test]
     fn a_panicking_or_refused_delivery_is_contained_and_reported_undelivered() {
         let message = Message::new(&serde_json::json!({"type": "t"})).unwrap();
-        assert!(!deliver_contained(&Panics, message.clone()));
-        assert!(!deliver_contained(&Nowhere, message));
+        assert!(!deliver_contained(&Panics, &message));
+        assert!(!deliver_contained(&Nowhere, &message));
     }
 }

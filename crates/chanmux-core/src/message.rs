@@ -5,6 +5,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -28,7 +29,31 @@ pub const FRAME_TYPE: &str = "chanmux.frame";
 pub struct Message {
     text: Arc<str>,
     kind: Kind,
-    frame: Option<Range<usize>>,
+    frame: Option<Frame>,
+}
+
+/// A frame message's frame: where it sits in the text, and the same bytes
+/// as a [`Bytes`] made once, for every recipient's socket to share.
+#[derive(Clone)]
+struct Frame {
+    range: Range<usize>,
+    bytes: Bytes,
+}
+
+impl Frame {
+    fn new(text: &Arc<str>, range: Range<usize>) -> Self {
+        let bytes = Bytes::from_owner(SharedText(text.clone())).slice(range.clone());
+        Frame { range, bytes }
+    }
+}
+
+/// The message's text as the owner of a [`Bytes`].
+struct SharedText(Arc<str>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 /// Where the `type` is: in the text, or (when the text escapes it) unescaped
@@ -93,7 +118,7 @@ impl Message {
             if !frame.get().starts_with('{') {
                 return Err(MessageError::BadFrame);
             }
-            Some(in_text(&text, frame.get()))
+            Some(Frame::new(&text, in_text(&text, frame.get())))
         } else {
             None
         };
@@ -118,10 +143,11 @@ impl Message {
         prefix.wrap_into(&mut text, payload);
         let end = text.len();
         text.push('}');
+        let text: Arc<str> = text.into();
         Message {
-            text: text.into(),
+            frame: Some(Frame::new(&text, start..end)),
+            text,
             kind: Kind::InText(9..9 + FRAME_TYPE.len()),
-            frame: Some(start..end),
         }
     }
 
@@ -145,12 +171,19 @@ impl Message {
 
     /// For a frame message, the `{"stream", "payload"}` frame to write to clients.
     pub fn frame_text(&self) -> Option<&str> {
-        self.frame.clone().map(|range| &self.text[range])
+        let frame = self.frame.as_ref()?;
+        Some(&self.text[frame.range.clone()])
     }
 
     /// For a frame message, where the frame sits in [`as_str`](Message::as_str).
     pub fn frame_range(&self) -> Option<Range<usize>> {
-        self.frame.clone()
+        self.frame.as_ref().map(|frame| frame.range.clone())
+    }
+
+    /// For a frame message, the frame's UTF-8 bytes, shared: a copy for a
+    /// socket costs a reference count, not an allocation.
+    pub fn frame_bytes(&self) -> Option<Bytes> {
+        self.frame.as_ref().map(|frame| frame.bytes.clone())
     }
 
     /// Parses the message into `T`.
@@ -256,6 +289,7 @@ mod tests {
         assert_eq!(message.message_type(), FRAME_TYPE);
         let frame = r#"{"stream":"chat","payload":{"room": "a", "message": 1e3}}"#;
         assert_eq!(message.frame_text(), Some(frame));
+        assert_eq!(message.frame_bytes().as_deref(), Some(frame.as_bytes()));
         let again = Message::from_json(message.to_shared()).unwrap();
         assert_eq!(again.frame_text(), Some(frame));
         assert_eq!(again.message_type(), FRAME_TYPE);

@@ -247,41 +247,37 @@ impl Shared {
         }
     }
 
-    /// Hands a message received from Redis to the local channels it is for.
+    /// Hands a message received from Redis to the local channels it is for:
+    /// one lookup of the group's members, and the message parsed once for
+    /// all of them (only if there is one).
     pub(crate) fn dispatch(&self, topic: &str, payload: &str) {
-        // Looked up by &str: nothing is allocated before delivery.
-        let (deliveries, text): (Vec<Arc<dyn Deliver>>, &str) =
-            if let Some(group) = topic.strip_prefix(&self.group_prefix) {
-                (self.local().members(group), payload)
-            } else {
-                let Some((channel, text)) = payload.split_once(' ') else {
-                    tracing::warn!(topic, "malformed direct message from Redis; dropped");
-                    return;
-                };
-                let delivery = self.local().delivery(channel);
-                match delivery {
-                    Some(delivery) => (vec![delivery], text),
-                    None => {
-                        self.local.count_dropped();
-                        return;
-                    }
-                }
+        if let Some(group) = topic.strip_prefix(&self.group_prefix) {
+            // Looked up by &str: nothing is allocated before delivery.
+            let Some(members) = self.local.group_members(group) else {
+                return;
             };
-        if deliveries.is_empty() {
+            if let Some(message) = parse(topic, payload) {
+                // Contained: a panicking Deliver must not take this task
+                // (and every other recipient's messages) down with it.
+                self.local.deliver_each(&members, &message);
+            }
             return;
         }
-        // Parsed once per process, shared by every local recipient.
-        let message = match Message::from_json(text) {
-            Ok(message) => message,
-            Err(e) => {
-                tracing::warn!(topic, error = %e, "invalid message from Redis; dropped");
-                return;
-            }
+        let Some((channel, text)) = payload.split_once(' ') else {
+            tracing::warn!(topic, "malformed direct message from Redis; dropped");
+            return;
         };
-        // Contained: a panicking Deliver must not take this task (and
-        // every other recipient's messages) down with it.
-        self.local.deliver_each(&deliveries, &message);
+        if let Some(message) = parse(topic, text) {
+            self.local.deliver_to_channel(channel, &message);
+        }
     }
+}
+
+/// A message received from Redis; invalid ones are logged and dropped.
+fn parse(topic: &str, text: &str) -> Option<Message> {
+    Message::from_json(text)
+        .inspect_err(|e| tracing::warn!(topic, error = %e, "invalid message from Redis; dropped"))
+        .ok()
 }
 
 impl ChannelLayer for RedisLayer {
@@ -407,8 +403,8 @@ mod tests {
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         struct Sink(tokio::sync::mpsc::Sender<Message>);
         impl Deliver for Sink {
-            fn deliver(&self, message: Message) -> bool {
-                self.0.try_send(message).is_ok()
+            fn deliver(&self, message: &Message) -> bool {
+                self.0.try_send(message.clone()).is_ok()
             }
         }
         let channel = layer.new_channel(Arc::new(Sink(tx)));

@@ -16,8 +16,8 @@ const WAIT: Duration = Duration::from_secs(30);
 struct Queue(mpsc::Sender<Message>);
 
 impl Deliver for Queue {
-    fn deliver(&self, message: Message) -> bool {
-        self.0.try_send(message).is_ok()
+    fn deliver(&self, message: &Message) -> bool {
+        self.0.try_send(message.clone()).is_ok()
     }
 }
 

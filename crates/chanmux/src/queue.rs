@@ -416,6 +416,11 @@ impl<T> Receiver<T> {
     pub(crate) fn try_recv(&mut self) -> Result<T, Empty> {
         self.shared.pop()
     }
+
+    /// How many messages are queued now.
+    pub(crate) fn len(&self) -> usize {
+        self.shared.state().items.len()
+    }
 }
 
 impl<T> Drop for Receiver<T> {

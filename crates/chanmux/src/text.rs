@@ -22,8 +22,8 @@ pub struct Text {
 #[derive(Clone)]
 enum Buf {
     Owned(String),
-    /// Shared by many recipients (a broadcast frame).
-    Shared(std::sync::Arc<str>),
+    /// A broadcast frame, shared by every recipient (UTF-8, from a `str`).
+    Frame(bytes::Bytes),
     /// A received message, as the WebSocket library read it.
     #[cfg(feature = "axum")]
     Received(tungstenite::Utf8Bytes),
@@ -34,7 +34,9 @@ impl Text {
     pub fn as_str(&self) -> &str {
         let all = match &self.buf {
             Buf::Owned(s) => s.as_str(),
-            Buf::Shared(s) => s,
+            // Only tests and rare paths read an outgoing frame's text; the
+            // socket takes its bytes as they are (`into_received`).
+            Buf::Frame(b) => std::str::from_utf8(b).expect("a frame is built from a str"),
             #[cfg(feature = "axum")]
             Buf::Received(b) => b.as_str(),
         };
@@ -46,7 +48,7 @@ impl Text {
     pub(crate) fn held_len(&self) -> usize {
         match &self.buf {
             Buf::Owned(s) => s.len(),
-            Buf::Shared(s) => s.len(),
+            Buf::Frame(b) => b.len(),
             #[cfg(feature = "axum")]
             Buf::Received(b) => b.as_str().len(),
         }
@@ -103,13 +105,15 @@ impl Text {
         }
     }
 
-    /// A slice of shared text known to hold one JSON value: cloning the
-    /// `Arc` is all a recipient costs until its socket writes it.
-    pub(crate) fn shared_json(text: std::sync::Arc<str>, range: std::ops::Range<usize>) -> Self {
+    /// A broadcast frame's shared bytes (a [`Message::frame_bytes`]): a
+    /// recipient costs a reference count until its socket writes it.
+    ///
+    /// [`Message::frame_bytes`]: chanmux_core::Message::frame_bytes
+    pub(crate) fn frame(bytes: bytes::Bytes) -> Self {
         Text {
-            buf: Buf::Shared(text),
-            start: range.start,
-            end: range.end,
+            start: 0,
+            end: bytes.len(),
+            buf: Buf::Frame(bytes),
             json: true,
         }
     }
@@ -129,9 +133,9 @@ impl Text {
     }
 
     /// To the WebSocket library's type without copying the text: the
-    /// received buffer (or a slice of it), the owned string, or a slice of
-    /// a shared broadcast frame (each recipient only bumps its reference
-    /// count).
+    /// received buffer (or a slice of it), the owned string, or a shared
+    /// broadcast frame (each recipient bumps its reference count, and the
+    /// library checks it is UTF-8).
     #[cfg(feature = "axum")]
     pub(crate) fn into_received(self) -> tungstenite::Utf8Bytes {
         use bytes::Bytes;
@@ -142,7 +146,7 @@ impl Text {
             Buf::Received(bytes) if whole => return bytes,
             Buf::Owned(_) => return self.into_string().into(),
             Buf::Received(bytes) => Bytes::from(bytes),
-            Buf::Shared(text) => Bytes::from_owner(SharedBytes(text)),
+            Buf::Frame(bytes) => bytes,
         };
         // A slice on char boundaries of UTF-8 text (as_str already relies on
         // it); the check is the price of a safe conversion, not a copy.
@@ -158,17 +162,6 @@ impl Text {
             end,
             json: false,
         }
-    }
-}
-
-/// A shared frame, as bytes for [`bytes::Bytes::from_owner`].
-#[cfg(feature = "axum")]
-struct SharedBytes(std::sync::Arc<str>);
-
-#[cfg(feature = "axum")]
-impl AsRef<[u8]> for SharedBytes {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
     }
 }
 
@@ -233,9 +226,13 @@ mod tests {
     #[cfg(feature = "axum")]
     #[test]
     fn every_kind_of_text_converts_to_the_socket_type_with_its_exact_contents() {
-        let shared: std::sync::Arc<str> = r#"{"frame":{"s":"é"}}"#.into();
-        let slice = Text::shared_json(shared.clone(), 9..19);
-        assert_eq!(slice.into_received().as_str(), r#"{"s":"é"}"#);
+        let message = chanmux_core::Message::frame("s", r#""é""#);
+        let frame = Text::frame(message.frame_bytes().unwrap());
+        assert_eq!(frame.as_str(), r#"{"stream":"s","payload":"é"}"#);
+        assert_eq!(
+            frame.into_received().as_str(),
+            r#"{"stream":"s","payload":"é"}"#
+        );
         let received = Text::from_received(r#"{"payload":[1,"é"]}"#.into());
         assert_eq!(
             received.clone().json_slice(11..19).into_received().as_str(),

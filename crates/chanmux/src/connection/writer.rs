@@ -14,10 +14,6 @@ use crate::consumer::Outbound;
 use crate::queue;
 use crate::transport::{CloseFrame, Frame, TransportError};
 
-/// Messages written before one flush. Batching saves a syscall per message
-/// under load and costs nothing when messages come one at a time.
-const BATCH: usize = 32;
-
 /// How long to try to tell a stuck client why it is being dropped.
 const LAST_WORDS: Duration = Duration::from_secs(1);
 
@@ -86,10 +82,13 @@ where
     }
 }
 
-/// Writes `first` and what else is queued (up to [`BATCH`] messages), then
-/// flushes; returns whether a close frame went out (what followed it is
-/// dropped). Messages are taken one at a time, so nothing is held in a
-/// buffer of our own while the socket is busy.
+/// Writes `first` and everything else queued when it was taken, then
+/// flushes once; returns whether a close frame went out (what followed it is
+/// dropped). Batching saves a syscall per message under load (a fan-out's
+/// frames to one client arrive together) and costs nothing when messages
+/// come one at a time; what arrives meanwhile waits for the next batch, so
+/// a flush is never put off for long. Messages are taken one at a time, so
+/// nothing is held in a buffer of our own while the socket is busy.
 async fn write_batch<S>(
     sink: &mut S,
     first: Outbound,
@@ -99,7 +98,7 @@ where
     S: Sink<Frame, Error = TransportError> + Unpin,
 {
     let mut next = Some(first);
-    let mut written = 0;
+    let mut left = outbound.len();
     while let Some(message) = next.take() {
         let frame = match message {
             Outbound::Text(text) => Frame::Text(text),
@@ -113,8 +112,8 @@ where
             }
         };
         sink.feed(frame).await?;
-        written += 1;
-        if written < BATCH {
+        if left > 0 {
+            left -= 1;
             next = outbound.try_recv().ok();
         }
     }

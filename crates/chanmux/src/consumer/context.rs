@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 use chanmux_core::{AppCode, ErrorCode, Ref, close_code, error_frame, error_frame_with};
@@ -13,7 +13,7 @@ use tokio::sync::{Notify, oneshot};
 use super::Event;
 use super::runner::Failure;
 use crate::demultiplexer::{Declared, OnDemand, Session};
-use crate::layer::{ChannelName, GroupName, InboxDelivery, Message, MessageError, SharedLayer};
+use crate::layer::{ChannelName, ConsumerDelivery, GroupName, Message, MessageError, SharedLayer};
 use crate::metrics::StreamHandles;
 use crate::queue::{self, TrySendError};
 use crate::{AcceptError, GroupError, Scope, SendError, Text};
@@ -272,7 +272,9 @@ impl Context {
             return None;
         }
         let name = self.inner.channel.get_or_init(|| {
-            layer.new_channel(Arc::new(InboxDelivery::new(self.inner.inbox.clone())))
+            layer.new_channel(Arc::new(ConsumerDelivery::new(WeakContext(
+                Arc::downgrade(&self.inner),
+            ))))
         });
         // The consumer ended while this call opened the channel: close it,
         // as release_channel may have looked before the name was set.
@@ -391,19 +393,50 @@ impl Context {
         Ok(())
     }
 
-    /// Writes a broadcast frame straight to the socket, past every
-    /// demultiplexer level; dropped if the socket is not open.
-    pub(crate) async fn send_frame(&self, frame: Text) {
-        let mut ctx = self;
-        while let Link::Stream(link) = &ctx.inner.link {
-            link.declared.metrics().sent.increment(1);
-            ctx = link.demux.parent();
+    /// Takes a message from the layer, without waiting: a frame message is
+    /// written straight to the socket ([`write_frame`](Self::write_frame)),
+    /// anything else queued for [`Consumer::event`](crate::Consumer::event).
+    /// `false` when it was dropped.
+    pub(crate) fn deliver(&self, message: &Message) -> bool {
+        match message.frame_bytes() {
+            Some(frame) => self.write_frame(frame),
+            None => self
+                .inner
+                .inbox
+                .try_send(Event::Layer(message.clone()))
+                .is_ok(),
         }
-        if let Link::Socket(link) = &ctx.inner.link
-            && ctx.state() == ACCEPTED
-        {
-            let _ = link.send(Outbound::Text(frame)).await;
+    }
+
+    /// Queues a broadcast frame on the socket, past every demultiplexer
+    /// level and without waking any consumer: only while this consumer is
+    /// accepted (as for any frame of its stream) and the socket is open, and
+    /// only if the outbound queue has room (a client that is not keeping up
+    /// misses it, rather than holding up the other recipients).
+    fn write_frame(&self, frame: Bytes) -> bool {
+        if self.state() != ACCEPTED {
+            return false;
         }
+        let mut socket = self;
+        while let Link::Stream(link) = &socket.inner.link {
+            socket = link.demux.parent();
+        }
+        let Link::Socket(link) = &socket.inner.link else {
+            unreachable!("every chain of links ends at a socket")
+        };
+        let queued = socket.state() == ACCEPTED
+            && link
+                .outbound
+                .try_send(Outbound::Text(Text::frame(frame)))
+                .is_ok();
+        if queued {
+            let mut ctx = self;
+            while let Link::Stream(link) = &ctx.inner.link {
+                link.declared.metrics().sent.increment(1);
+                ctx = link.demux.parent();
+            }
+        }
+        queued
     }
 
     fn state(&self) -> u8 {
@@ -1004,6 +1037,16 @@ impl SocketLink {
                 .await
                 .map_err(|_| SendError::Closed),
         }
+    }
+}
+
+/// A [`Context`] that does not keep its consumer's connection alive: what
+/// the layer holds for each consumer with a channel.
+pub(crate) struct WeakContext(Weak<Inner>);
+
+impl WeakContext {
+    pub(crate) fn upgrade(&self) -> Option<Context> {
+        self.0.upgrade().map(|inner| Context { inner })
     }
 }
 

@@ -33,7 +33,7 @@ use bytes::Bytes;
 use chanmux_core::{Message, Ref};
 
 pub use context::Context;
-pub(crate) use context::{Decision, Outbound, StreamLink, Unaccepted, Unsubscribed};
+pub(crate) use context::{Decision, Outbound, StreamLink, Unaccepted, Unsubscribed, WeakContext};
 pub(crate) use factory::Input;
 pub use factory::{ConsumerFactory, Start, Started};
 pub use json::JsonConsumer;

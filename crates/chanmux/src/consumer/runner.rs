@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 use super::Event;
 use crate::metrics::StreamHandles;
 use crate::queue;
-use crate::{BoxError, Consumer, Context, SendError, Text};
+use crate::{BoxError, Consumer, Context, SendError};
 
 /// Whatever way the runner ends (returned, or dropped at the close
 /// timeout): closes the consumer's layer channel (if it opened one) and
@@ -245,19 +245,13 @@ fn step<'a, C: Consumer>(consumer: &'a mut C, ctx: &'a Context, event: Option<Ev
         Some(Event::Binary(_)) if !ctx.is_accepted() => {
             Step::Do(Box::pin(ctx.report_undelivered(None)))
         }
-        Some(Event::Layer(message)) => match message.frame_range() {
-            // A broadcast frame goes straight to the client, shared, but
-            // only while this stream is accepted, like any frame of it.
-            Some(range) if ctx.is_accepted() => {
-                let frame = Text::shared_json(message.to_shared(), range);
-                Step::Do(Box::pin(ctx.send_frame(frame)))
-            }
-            Some(_) => Step::Skip,
-            // Events reach a consumer that has not accepted yet (it may be
-            // waiting for one to decide), never one that has finished.
-            None if ctx.is_finished() => Step::Skip,
-            None => Step::Call(Box::pin(timed(ctx, consumer.event(ctx, message)))),
-        },
+        // Events reach a consumer that has not accepted yet (it may be
+        // waiting for one to decide), never one that has finished. (Frame
+        // messages never get here: the layer writes them to the socket.)
+        Some(Event::Layer(_)) if ctx.is_finished() => Step::Skip,
+        Some(Event::Layer(message)) => {
+            Step::Call(Box::pin(timed(ctx, consumer.event(ctx, message))))
+        }
         // One allocation per message: inline, the handler's future (often
         // several hundred bytes) would be held by every idle stream.
         // Timed inside the box: inline, the timing's state would enlarge
@@ -306,6 +300,7 @@ impl Drop for Replying<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Text;
 
     struct Echo;
 

@@ -1,24 +1,27 @@
-//! Delivering layer messages into a consumer's inbox.
+//! Where the layer hands a consumer's messages.
 
 use super::{Deliver, Message};
-use crate::consumer::Event;
-use crate::queue;
+use crate::consumer::WeakContext;
 
-/// Puts messages in a consumer's inbox, without waiting: a full inbox drops
-/// the message (at-most-once delivery). Holds the inbox weakly, so a
+/// Delivers to one consumer, without waiting: a frame message goes straight
+/// to its socket's outbound queue, anything else to its inbox for
+/// [`Consumer::event`](crate::Consumer::event); a full queue drops the
+/// message (at-most-once delivery). Holds the consumer weakly, so a
 /// connection that has gone away is not kept open by its layer registration.
-pub(crate) struct InboxDelivery {
-    inbox: queue::WeakSender<Event>,
+pub(crate) struct ConsumerDelivery {
+    consumer: WeakContext,
 }
 
-impl InboxDelivery {
-    pub(crate) fn new(inbox: queue::WeakSender<Event>) -> Self {
-        InboxDelivery { inbox }
+impl ConsumerDelivery {
+    pub(crate) fn new(consumer: WeakContext) -> Self {
+        ConsumerDelivery { consumer }
     }
 }
 
-impl Deliver for InboxDelivery {
-    fn deliver(&self, message: Message) -> bool {
-        self.inbox.try_send(Event::Layer(message)).is_ok()
+impl Deliver for ConsumerDelivery {
+    fn deliver(&self, message: &Message) -> bool {
+        self.consumer
+            .upgrade()
+            .is_some_and(|consumer| consumer.deliver(message))
     }
 }

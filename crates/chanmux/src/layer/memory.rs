@@ -12,9 +12,10 @@ use super::{
 
 /// A channel layer for one process: the default, with nothing external.
 ///
-/// Clones share the same channels and groups. A group send looks up the
-/// members under a lock, then hands each the same [`Message`] (a
-/// reference-count bump, no copy) outside it.
+/// Clones share the same channels and groups. A group send takes the
+/// group's member list under a lock (one lookup, a reference count), then
+/// hands each member the same [`Message`] (a reference-count bump, no copy)
+/// outside it.
 #[derive(Clone)]
 pub struct InMemoryLayer {
     local: Arc<LocalChannels>,
@@ -64,7 +65,7 @@ impl ChannelLayer for InMemoryLayer {
         message: Message,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
         // Nobody there: the message is dropped, as at-most-once allows.
-        self.local.deliver_to_channel(channel.as_str(), message);
+        self.local.deliver_to_channel(channel.as_str(), &message);
         Box::pin(async { Ok(()) })
     }
 
@@ -91,8 +92,7 @@ impl ChannelLayer for InMemoryLayer {
         group: &'a GroupName,
         message: Message,
     ) -> BoxFuture<'a, Result<(), LayerError>> {
-        let members = self.local.registry().members(group.as_str());
-        self.local.deliver_each(&members, &message);
+        self.local.deliver_to_group(group.as_str(), &message);
         Box::pin(async { Ok(()) })
     }
 

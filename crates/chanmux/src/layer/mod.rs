@@ -4,7 +4,10 @@
 //! gets its own [`ChannelName`] and can join groups with
 //! [`Context::group_add`](crate::Context::group_add); messages sent to it or
 //! to its groups arrive in [`Consumer::event`](crate::Consumer::event), and
-//! frame messages ([`Message::frame`]) go straight to its client.
+//! frame messages ([`Message::frame`], what
+//! [`Context::group_send`](crate::Context::group_send) sends) go from the
+//! layer straight to its socket's outbound queue: the consumer is not woken,
+//! and the frame, serialised once, is shared by every recipient.
 //!
 //! [`InMemoryLayer`] serves one process. The `chanmux-redis` crate carries
 //! groups across processes and machines. Both pass the same conformance suite
@@ -14,7 +17,7 @@
 mod delivery;
 mod memory;
 
-pub(crate) use delivery::InboxDelivery;
+pub(crate) use delivery::ConsumerDelivery;
 pub use memory::InMemoryLayer;
 
 pub use chanmux_core::layer::{

@@ -1,10 +1,11 @@
 //! Groups: the in-memory layer's conformance, consumers joining groups,
-//! broadcasts straight to clients, and cleanup.
+//! broadcasts straight to clients (fan-out), and cleanup.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod consumers;
+mod fanout;
 
 use std::sync::Arc;
 
