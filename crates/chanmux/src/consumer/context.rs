@@ -329,7 +329,12 @@ impl Context {
     /// Sends `payload` as a frame of this stream to the client of every
     /// member of `group` (this consumer too, if it is one), in every process
     /// the layer reaches: `{"stream": <this stream>, "payload": <payload>}`,
-    /// serialised once for all of them. Members' consumers are not called.
+    /// serialised once for all of them. Members' consumers are not called:
+    /// the layer puts the frame straight on each member's outbound queue
+    /// (dropping it, counted, for a member whose queue is full). To filter
+    /// or reshape per member, send an event with
+    /// [`group_send_message`](Context::group_send_message) and handle it in
+    /// [`Consumer::event`](crate::Consumer::event).
     ///
     /// # Errors
     ///
