@@ -10,8 +10,12 @@ before and after each run; memory from VmRSS in /proc/PID/status.
 
 Run it with scripts/bench.sh, which builds the release binaries first.
 `scripts/bench.py --report-only` re-renders the report from the last run's
-raw results (target/bench-results.json). Environment: BENCH_REPEATS, BENCH_DURATION (seconds per run, default 3),
-BENCH_QUICK=1 (a small matrix, to check the script itself; writes under target/).
+raw results (target/bench-results.json). `scripts/bench.py --only fanout` runs
+the fan-out section alone (about 6 minutes) and rewrites only its block of
+BENCHMARKS.md (between the `fanout:begin`/`fanout:end` markers; raw results in
+target/bench-fanout.json). Environment: BENCH_REPEATS, BENCH_DURATION (seconds per run, default 3),
+BENCH_QUICK=1 (a small matrix, to check the script itself; writes under target/),
+BENCH_BIN_DIR (where the release binaries are; default $CARGO_TARGET_DIR/release or target/release).
 """
 
 import datetime
@@ -19,6 +23,7 @@ import json
 import urllib.request
 import os
 import platform
+import resource
 import socket
 import statistics
 import subprocess
@@ -27,7 +32,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RELEASE = ROOT / "target" / "release"
+RELEASE = Path(os.environ.get("BENCH_BIN_DIR")
+               or Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release")
 VENV = ROOT / "target" / "bench-venv"
 REFERENCE = ROOT / "bench" / "reference"
 SERVER_CPU, LOAD_CPU = "0", "1"
@@ -52,13 +58,33 @@ DEFAULT_READ_BUFFER = 1024
 BUFFER_IDLE = 2000
 REPORT = ROOT / "BENCHMARKS.md"
 CHART = ROOT / "bench" / "throughput.svg"
+# Fan-out: members per room, and measured rounds per run. The server's CPU
+# time ticks every 10 ms, so each run makes some 200,000-400,000 deliveries
+# (100+ ticks at a few µs each) for a CPU figure good to about 1 %; the rounds
+# shrink as members grow to keep the section within ~6 minutes on 2 cores.
+FANOUT_MEMBERS = [1000, 2000, 10000]
+FANOUT_ROUNDS = {1000: 200, 2000: 100, 10000: 40}
+# The "many cores" runs: rounds kept outstanding (below chanmux's per-consumer
+# inbox of 16, past which it drops room messages), at 2,000 members.
+FANOUT_CORES_MEMBERS, FANOUT_CORES_ROUNDS, FANOUT_IN_FLIGHT = 2000, 300, 8
+# Source addresses 127.0.0.1-8: ~130,000 connections open and close in the
+# section, and each leaves its port in TIME_WAIT for a minute.
+FANOUT_SOURCES = 8
+FANOUT_BEGIN, FANOUT_END = "<!-- fanout:begin -->", "<!-- fanout:end -->"
 if QUICK:
     # A check of the script itself: small, and never over the real report.
     CONNECTIONS, IN_FLIGHT, PAYLOADS, IDLE_COUNTS, MOST_CONNECTIONS = [10], [16], [64], [1000], 2000
     READ_BUFFERS, BUFFER_IDLE = [1024, 4096], 500
+    FANOUT_MEMBERS, FANOUT_ROUNDS = [200, 500], {200: 50, 500: 40}
+    FANOUT_CORES_MEMBERS, FANOUT_CORES_ROUNDS = 500, 50
     REPORT = ROOT / "target" / "BENCHMARKS.quick.md"
     CHART = ROOT / "target" / "throughput.quick.svg"
 
+FANOUT_SERVERS = {
+    "memory": "chanmux demo, in-memory layer",
+    "broadcast": "bare broadcast (ceiling)",
+    "redis": "chanmux demo, `--redis`",
+}
 SERVERS = {
     "chanmux": "chanmux demo (multiplexed)",
     "bare": "bare echo (ceiling)",
@@ -91,9 +117,9 @@ def free_port():
 class Server:
     """One server process pinned to SERVER_CPU."""
 
-    def __init__(self, kind, extra=()):
+    def __init__(self, kind, extra=(), cpus=SERVER_CPU):
         self.kind = kind
-        pin = ["taskset", "-c", SERVER_CPU]
+        pin = ["taskset", "-c", cpus]
         env = dict(os.environ, RUST_LOG="info" if kind == "operated" else "warn")
         if kind == "python":
             port = free_port()
@@ -104,13 +130,14 @@ class Server:
             self.addr = f"127.0.0.1:{port}"
             wait_for_port(port)
         else:
-            binary = "chanmux-bare-echo" if kind == "bare" else "chanmux-server"
+            binary = {"bare": "chanmux-bare-echo",
+                      "broadcast": "chanmux-bare-broadcast"}.get(kind, "chanmux-server")
             # The demo's connection limits (10,000, and 1,000 per address)
             # would refuse the idle runs, and its frame rate limit (1,000/s)
             # the echo runs: lifted here, the rate limit only raised, so its
             # check still runs on every frame and its cost is measured.
             limits = (["--max-connections", "0", "--max-connections-per-ip", "0",
-                       "--max-frame-rate", "4000000000"] if kind != "bare" else [])
+                       "--max-frame-rate", "4000000000"] if binary == "chanmux-server" else [])
             if kind == "operated":
                 limits += ["--metrics-addr", "127.0.0.1:0"]
             self.process = subprocess.Popen(pin + [str(RELEASE / binary), "--addr", "127.0.0.1:0",
@@ -228,6 +255,186 @@ def churn_memory(server, count, streams):
     return {**marks, **summary}
 
 
+class RedisServer:
+    """A redis-server on a free loopback port, no persistence, pinned to the
+    server core: it is the server side's, and the load generator has core 1."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, "redis-server", "--port", str(self.port),
+             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for_port(self.port)
+        self.url = f"redis://127.0.0.1:{self.port}/"
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=15)
+
+
+def raise_fd_limit(members):
+    """Members and the server each hold one descriptor per connection."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft != resource.RLIM_INFINITY and soft < members + 1000:
+        raise RuntimeError(f"fan-out at {members} members needs about {members + 1000} open files; "
+                           f"the limit is {soft} (ulimit -n)")
+
+
+def fanout_run(server, members, rounds, in_flight=1):
+    """`chanmux-load fanout` against `server`, its CPU read by the load
+    generator itself right around the measured rounds (`--server-pid`)."""
+    summary = load("fanout", "--url", server.url, "-c", members, "--rounds", rounds,
+                   "--in-flight", in_flight, "--sources", FANOUT_SOURCES,
+                   "--server-pid", server.process.pid)
+    if summary["reordered"]:
+        raise RuntimeError(f"{server.kind}: {summary['reordered']} rounds arrived out of order")
+    return summary
+
+
+def fanout_section():
+    """Fan-out at FANOUT_MEMBERS: our demo server over the in-memory layer and
+    over Redis, and the bare broadcaster (the ceiling), interleaved repeats;
+    then deliveries/s with the server on one core and on two."""
+    raise_fd_limit(max(FANOUT_MEMBERS))
+    started = datetime.datetime.now(datetime.timezone.utc)
+    redis = RedisServer()
+    servers = {"memory": Server("chanmux"), "broadcast": Server("broadcast"),
+               "redis": Server("chanmux", ["--redis", redis.url])}
+    runs = {}  # "kind|members" -> [summary]
+    try:
+        for members in FANOUT_MEMBERS:
+            rounds = FANOUT_ROUNDS[members]
+            log(f"== fan-out: {members} members × {rounds} rounds")
+            for r in range(REPEATS):
+                # ours, ceiling, redis, ours, ...: a slow spell weighs on all alike.
+                for kind in ("memory", "broadcast", "redis"):
+                    summary = fanout_run(servers[kind], members, rounds)
+                    runs.setdefault(f"{kind}|{members}", []).append(summary)
+                    log(f"   {kind:>9} #{r + 1}: {summary['server_cpu_us_per_delivery']:.2f} µs/delivery, "
+                        f"{summary['deliveries_per_sec']:,.0f} deliveries/s, p50 {summary['p50_ms']:.1f} ms, "
+                        f"p99 {summary['p99_ms']:.1f} ms")
+    finally:
+        for server in servers.values():
+            server.stop()
+        redis.stop()
+    cores = {}  # "kind|cpus" -> [summary]
+    log(f"== fan-out on one core and two: {FANOUT_CORES_MEMBERS} members, {FANOUT_IN_FLIGHT} rounds in flight")
+    for r in range(REPEATS):
+        for cpus in (SERVER_CPU, f"{SERVER_CPU},{LOAD_CPU}"):
+            for kind in ("memory", "broadcast"):
+                server = Server("chanmux" if kind == "memory" else kind, cpus=cpus)
+                try:
+                    summary = fanout_run(server, FANOUT_CORES_MEMBERS, FANOUT_CORES_ROUNDS, FANOUT_IN_FLIGHT)
+                finally:
+                    server.stop()
+                cores.setdefault(f"{kind}|{cpus}", []).append(summary)
+                log(f"   {kind:>9} on CPU {cpus} #{r + 1}: {summary['deliveries_per_sec']:,.0f} deliveries/s")
+    return {"started": started.isoformat(), "repeats": REPEATS, "members": FANOUT_MEMBERS,
+            "rounds": FANOUT_ROUNDS, "runs": runs, "cores": cores,
+            "cores_members": FANOUT_CORES_MEMBERS, "cores_rounds": FANOUT_CORES_ROUNDS,
+            "in_flight": FANOUT_IN_FLIGHT}
+
+
+def render_fanout(fanout):
+    """The fan-out section as Markdown, inside its markers."""
+    out = [FANOUT_BEGIN, "## Group fan-out\n"]
+    w = out.append
+    if not fanout:
+        w("Not measured in this run: `python3 scripts/bench.py --only fanout`.\n")
+        w(FANOUT_END)
+        return "\n".join(out)
+    started = datetime.datetime.fromisoformat(fanout["started"])
+    members_list = [int(m) for m in fanout["members"]]
+    rounds = {int(k): v for k, v in fanout["rounds"].items()}
+    med = lambda kind, n, key: statistics.median(s[key] for s in fanout["runs"][f"{kind}|{n}"])
+    w(f"Measured {started:%Y-%m-%d %H:%M} UTC (`python3 scripts/bench.py --only fanout`, or as part "
+      f"of `scripts/bench.sh`). N members join one `chat` room and one more client sends to it, one "
+      f"message at a time (`chanmux-load fanout -c N --rounds R --sources {FANOUT_SOURCES} --server-pid PID`; "
+      f"one unmeasured warm-up message first); latency is the time from a message's send until the "
+      f"*last* member has it. Server CPU (utime + stime from `/proc/PID/stat`, read by the load "
+      f"generator right before the first measured round and after the last, so connecting and "
+      f"joining are not in it) is divided by the deliveries, members × rounds; deliveries/s is the "
+      f"same count over the measured rounds' wall time. Servers (and redis-server) pinned to CPU "
+      f"{SERVER_CPU}, the load generator to CPU {LOAD_CPU}; median of {fanout['repeats']} repeats, "
+      f"interleaved (in-memory, ceiling, Redis, in-memory, …), min–max in brackets.\n")
+    w("Servers: **in-memory** is the demo server with its default in-memory layer; **ceiling** is "
+      "`chanmux-bare-broadcast`, the same wire shape on the same axum/tungstenite stack and buffer "
+      "settings with nothing else (rooms in one locked map, each broadcast serialised once and "
+      "shared, a writer task per connection); **Redis** is the demo server with `--redis` "
+      "(its CPU figure is the server process's only, not redis-server's).\n")
+    w("One message at a time is the latency case: the load generator, one core reading N sockets, "
+      "sets the pace, so deliveries/s here is not the servers' limit (see the last table).\n")
+    w("| members (rounds) | server | CPU µs / delivery | deliveries/s | p50 ms | p99 ms | max ms |")
+    w("|---|---|---|---|---|---|---|")
+    names = {"memory": "in-memory", "broadcast": "ceiling", "redis": "Redis"}
+    for n in members_list:
+        for kind in ("memory", "broadcast", "redis"):
+            cpu = [s["server_cpu_us_per_delivery"] for s in fanout["runs"][f"{kind}|{n}"]]
+            w(f"| {n:,} ({rounds[n]}) | {names[kind]} | {fmt_spread(cpu, 2)} | "
+              f"{med(kind, n, 'deliveries_per_sec'):,.0f} | {med(kind, n, 'p50_ms'):.1f} | "
+              f"{med(kind, n, 'p99_ms'):.1f} | {med(kind, n, 'max_ms'):.1f} |")
+    w("\nRatios of the medians:\n")
+    w("| members | in-memory / ceiling: CPU | p50 | p99 | Redis / in-memory: CPU | p50 | p99 |")
+    w("|---|---|---|---|---|---|---|")
+    ratio = lambda a, b, n, key: med(a, n, key) / max(med(b, n, key), 1e-9)
+    keys = ("server_cpu_us_per_delivery", "p50_ms", "p99_ms")
+    for n in members_list:
+        ours = " | ".join(f"{ratio('memory', 'broadcast', n, k):.2f}" for k in keys)
+        redis = " | ".join(f"{ratio('redis', 'memory', n, k):.2f}" for k in keys)
+        w(f"| {n:,} | {ours} | {redis} |")
+    verdict = lambda ok: "met" if ok else "**missed**"
+    targeted = [m for m in members_list if m >= 2000]
+    if targeted:
+        w("\n| target (issue 12) | measured | |")
+        w("|---|---|---|")
+    for n in targeted:
+        cpu = ratio("memory", "broadcast", n, keys[0])
+        w(f"| in-memory CPU per delivery ≤ 1.2× ceiling at {n:,} | {cpu:.2f}× | {verdict(cpu <= 1.2)} |")
+        for key, label in ((keys[1], "p50"), (keys[2], "p99")):
+            r = ratio("memory", "broadcast", n, key)
+            w(f"| in-memory {label} ≤ 1.3× ceiling at {n:,} | {r:.2f}× | {verdict(r <= 1.3)} |")
+        rs = [ratio("redis", "memory", n, k) for k in keys]
+        w(f"| Redis within 1.3× of in-memory at {n:,} (CPU, p50, p99) | "
+          f"{', '.join(f'{r:.2f}×' for r in rs)} | {verdict(max(rs) <= 1.3)} |")
+    one, two = SERVER_CPU, f"{SERVER_CPU},{LOAD_CPU}"
+    cores = lambda kind, cpus: statistics.median(s["deliveries_per_sec"] for s in fanout["cores"][f"{kind}|{cpus}"])
+    w(f"\n**Many cores**: deliveries/s at {fanout['cores_members']:,} members with {fanout['in_flight']} "
+      f"rounds in flight ({fanout['cores_rounds']} rounds, `--in-flight {fanout['in_flight']}`), the "
+      f"server on one core (`taskset -c {one}`) and on two (`taskset -c {two}`; the load generator "
+      f"stays on CPU {LOAD_CPU}, so with two cores the server shares that core with it, and the "
+      f"figure is a lower bound on what two free cores would give). Median of {fanout['repeats']}:\n")
+    w("| server | 1 core | 2 cores (one shared with the load) | 2 / 1 |")
+    w("|---|---|---|---|")
+    for kind in ("memory", "broadcast"):
+        a, b = cores(kind, one), cores(kind, two)
+        w(f"| {names[kind]} | {a:,.0f} | {b:,.0f} | {b / a:.2f} |")
+    w("")
+    w(FANOUT_END)
+    return "\n".join(out)
+
+
+def splice_fanout(fanout):
+    """Puts the fan-out block into REPORT, leaving the rest as it is: between
+    its markers, else in place of an unmarked `## Group fan-out` section,
+    else at the end."""
+    block = render_fanout(fanout)
+    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
+    if FANOUT_BEGIN in text and FANOUT_END in text:
+        head, rest = text.split(FANOUT_BEGIN, 1)
+        text = head + block + rest.split(FANOUT_END, 1)[1]
+    elif "\n## Group fan-out\n" in text:
+        head, rest = text.split("\n## Group fan-out\n", 1)
+        tail = rest[rest.index("\n## "):] if "\n## " in rest else "\n"
+        text = head + "\n" + block + "\n" + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    REPORT.write_text(text)
+
+
 def spread(values):
     return statistics.median(values), min(values), max(values)
 
@@ -241,7 +448,7 @@ def report_only():
     started = datetime.datetime.fromisoformat(raw["started"])
     buffers = {key(k): v for k, v in raw.get("buffers", {}).items()}
     write_report(started, results, [tuple(x) for x in raw["rss_after_runs"]], idle,
-                 tuple(raw["most"]), raw["still_serving"], raw["fanout_table"], buffers,
+                 tuple(raw["most"]), raw["still_serving"], raw.get("fanout"), buffers,
                  raw.get("churn"))
     write_chart(results)
 
@@ -249,6 +456,13 @@ def report_only():
 def main():
     if "--report-only" in sys.argv:
         report_only()
+        return
+    if sys.argv[1:3] == ["--only", "fanout"]:
+        fanout = fanout_section()
+        (ROOT / "target").mkdir(exist_ok=True)
+        (ROOT / "target" / "bench-fanout.json").write_text(json.dumps(fanout))
+        splice_fanout(fanout)
+        log(f"== wrote the fan-out block of {REPORT}")
         return
     started = datetime.datetime.now(datetime.timezone.utc)
     results = {}  # (kind, c, w, p) -> list of summaries
@@ -322,14 +536,7 @@ def main():
     server.stop()
     log(f"   held {most[0]} ({most[1]:.1f} KiB each), still serving: {still_serving}")
 
-    log("== fan-out")
-    fanout = subprocess.run(
-        ["cargo", "bench", "-q", "-p", "chanmux-server", "--bench", "fanout", "--",
-         "--clients", "1000" if QUICK else "1000,10000", "--rounds", "10" if QUICK else "30"],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    if fanout.returncode != 0:
-        raise RuntimeError(f"the fan-out bench failed: {fanout.stderr.strip()[-2000:]}")
-    fanout_table = "\n".join(l for l in fanout.stdout.splitlines() if l.startswith("|"))
+    fanout = fanout_section()
 
     raw = {
         "started": started.isoformat(),
@@ -338,12 +545,12 @@ def main():
         "idle": {"|".join(map(str, key)): value for key, value in idle.items()},
         "most": most,
         "still_serving": still_serving,
-        "fanout_table": fanout_table,
+        "fanout": fanout,
         "buffers": {"|".join(map(str, key)): value for key, value in buffers.items()},
         "churn": churn,
     }
     (ROOT / "target" / "bench-results.json").write_text(json.dumps(raw))
-    write_report(started, results, rss_after_runs, idle, most, still_serving, fanout_table, buffers,
+    write_report(started, results, rss_after_runs, idle, most, still_serving, fanout, buffers,
                  churn)
     write_chart(results)
     log(f"== wrote {REPORT} and {CHART}")
@@ -354,7 +561,7 @@ def fmt_spread(values, digits=0):
     return f"{m:,.{digits}f} ({lo:,.{digits}f}–{hi:,.{digits}f})"
 
 
-def write_report(started, results, rss_after_runs, idle, most, still_serving, fanout_table, buffers,
+def write_report(started, results, rss_after_runs, idle, most, still_serving, fanout, buffers,
                  churn=None):
     cpu = platform.processor() or "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -549,11 +756,8 @@ def write_report(started, results, rss_after_runs, idle, most, still_serving, fa
     w(f"| RSS does not grow across {len(rss_values)} runs | {', '.join(f'{v / 1024:.1f}' for v in rss_values)} MiB | {verdict(not grows)} |")
     w("")
     w(notes(cpu_m["chanmux"] / cpu_m["bare"], thr["chanmux"] / thr["bare"], idle_per))
-    w("\n## Group fan-out\n")
-    w("`cargo bench -p chanmux-server --bench fanout -- --clients 1000,10000 --rounds 30`: one room "
-      "message to N clients over loopback, time until the last one has it (server and clients share "
-      "both cores here).\n")
-    w(fanout_table)
+    w("")
+    w(render_fanout(fanout))
     w("\n## Per-frame path\n")
     w("See the README's Performance section (`cargo bench -p chanmux-core --bench envelope`, "
       "`cargo bench -p chanmux --bench demux`).\n")

@@ -2,7 +2,9 @@
 # The one benchmark command: builds the release binaries, installs the Python
 # reference into target/bench-venv (from PyPI) when missing, then runs
 # scripts/bench.py, which regenerates BENCHMARKS.md and bench/throughput.svg.
-# Takes about 15 minutes on 2 cores. Not part of the test suite.
+# Takes about 20 minutes on 2 cores. Not part of the test suite.
+# `scripts/bench.sh --only fanout` runs the fan-out section alone (~6 minutes)
+# and rewrites only its block of BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -4,13 +4,15 @@
 //! - [`echo`]: closed-loop echo with every reply checked ([`verify`]).
 //! - [`idle`]: many held connections, spread over 127.0.0.x source addresses.
 //! - [`churn`]: connections subscribing to and unsubscribing from many streams.
-//! - [`fanout`]: N members of one room; time until the last has each message.
+//! - [`fanout`]: N members of one room; time until the last has each message,
+//!   and the server's CPU per delivery ([`cpu`]).
 //! - [`chaos`]: many actors misbehaving at once, then health and leak checks.
 //!
 //! The figures it prints are measurements, not tests: nothing here asserts a time.
 
 pub mod chaos;
 pub mod churn;
+pub mod cpu;
 pub mod echo;
 pub mod fanout;
 pub mod idle;

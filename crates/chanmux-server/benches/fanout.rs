@@ -5,10 +5,14 @@
 //! `chanmux-load fanout`'s engine against it: N clients over loopback join
 //! one chat room, one more sends room messages one at a time, and for each
 //! message the time until the *last* client got it is recorded; it reports
-//! p50 and p99 of that over the rounds, and the p50 divided by N (the cost
-//! per recipient).
+//! p50 and p99 of that over the rounds, the p50 divided by N (the cost per
+//! recipient), deliveries per second and the server's CPU per delivery.
 //!
-//! `cargo bench -p chanmux-server --bench fanout -- --clients 1000,10000 --rounds 30`
+//! `cargo bench -p chanmux-server --bench fanout -- --clients 1000,10000 --rounds 100`
+//!
+//! A quick check, not the report: server and clients share both cores
+//! here. `scripts/bench.py --only fanout` pins them apart and compares with
+//! the `chanmux-bare-broadcast` ceiling.
 //!
 //! Needs a file-descriptor limit above N in both processes (`ulimit -n`).
 //! Not a test: nothing here asserts a time.
@@ -29,7 +33,8 @@ struct Options {
 fn options() -> Options {
     let mut options = Options {
         clients: vec![1000, 10_000],
-        rounds: 30,
+        // The CPU figure ticks every 10 ms: enough rounds that it is many ticks.
+        rounds: 100,
         layers: vec!["memory".into(), "redis".into()],
     };
     // `cargo bench` passes --bench; `cargo test --benches` does not, and then
@@ -80,23 +85,28 @@ async fn start_server(redis: Option<&str>) -> (Child, String) {
 }
 
 async fn run(layer: &str, redis: Option<&str>, clients: usize, rounds: usize) {
-    let (_server, addr) = start_server(redis).await;
+    let (server, addr) = start_server(redis).await;
     let config = FanoutConfig {
         url: format!("ws://{addr}/ws/"),
         clients,
         rounds,
+        in_flight: 1,
         stream: "chat".into(),
         room: "bench".into(),
         sources: 1,
         timeout: Duration::from_secs(60),
+        server_pid: server.id(),
         progress: false,
     };
     let summary = fanout::run(&config)
         .await
         .unwrap_or_else(|e| panic!("fan-out over {layer} with {clients} clients: {e:#}"));
+    let cpu = summary
+        .server_cpu_us_per_delivery
+        .map_or("?".to_owned(), |us| format!("{us:.2} µs"));
     println!(
-        "| {layer} | {clients} | {rounds} | {:.2} ms | {:.2} ms | {:.2} µs |",
-        summary.p50_ms, summary.p99_ms, summary.per_recipient_us,
+        "| {layer} | {clients} | {rounds} | {:.2} ms | {:.2} ms | {:.2} µs | {:.0} | {cpu} |",
+        summary.p50_ms, summary.p99_ms, summary.per_recipient_us, summary.deliveries_per_sec,
     );
 }
 
@@ -109,9 +119,9 @@ async fn main() {
         None
     };
     println!(
-        "| layer | clients | rounds | last delivery p50 | p99 | per recipient (p50 / clients) |"
+        "| layer | clients | rounds | last delivery p50 | p99 | per recipient (p50 / clients) | deliveries/s | server CPU per delivery |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for layer in &options.layers {
         for &clients in &options.clients {
             let url = redis.as_ref().map(|r| r.url());

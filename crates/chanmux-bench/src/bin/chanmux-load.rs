@@ -94,9 +94,13 @@ enum Command {
         /// Members of the room.
         #[arg(long, short = 'c', default_value_t = 1000)]
         clients: usize,
-        /// Measured messages.
+        /// Measured messages. The server's CPU time ticks every 10 ms: for a
+        /// meaningful CPU per delivery, make clients × rounds large (100,000+).
         #[arg(long, default_value_t = 30)]
         rounds: usize,
+        /// Rounds outstanding at once (1: each waits for the previous one).
+        #[arg(long, short = 'w', default_value_t = 1)]
+        in_flight: usize,
         /// The stream that joins rooms and broadcasts (the demo's `chat`).
         #[arg(long, default_value = "chat")]
         stream: String,
@@ -109,6 +113,10 @@ enum Command {
         /// Seconds the last member may take to get a message.
         #[arg(long, default_value_t = 60.0)]
         timeout: f64,
+        /// The server's process id: report its CPU time per delivery over
+        /// the measured rounds (from /proc/PID/stat).
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// Many actors misbehaving at once (resets, half-open sockets, floods,
     /// invalid frames, slow readers, chat), then health and leak checks.
@@ -237,27 +245,45 @@ async fn main() -> anyhow::Result<()> {
             url,
             clients,
             rounds,
+            in_flight,
             stream,
             room,
             sources,
             timeout,
+            server_pid,
         } => {
             let config = fanout::FanoutConfig {
                 url,
                 clients,
                 rounds,
+                in_flight,
                 stream,
                 room,
                 sources,
                 timeout: Duration::from_secs_f64(timeout),
+                server_pid,
                 progress: clients >= 5000,
             };
             let summary = fanout::run(&config).await?;
+            let cpu = summary
+                .server_cpu_us_per_delivery
+                .map_or(String::new(), |us| {
+                    format!("; server CPU {us:.3} µs per delivery")
+                });
             eprintln!(
-                "{clients} members, {rounds} rounds: last delivery p50 {:.2} ms p99 {:.2} max {:.2}; {:.2} µs per recipient",
-                summary.p50_ms, summary.p99_ms, summary.max_ms, summary.per_recipient_us
+                "{clients} members, {rounds} rounds, {in_flight} in flight: last delivery p50 {:.2} ms p99 {:.2} max {:.2}; {:.2} µs per recipient; {:.0} deliveries/s{cpu}; reordered {}",
+                summary.p50_ms,
+                summary.p99_ms,
+                summary.max_ms,
+                summary.per_recipient_us,
+                summary.deliveries_per_sec,
+                summary.reordered,
             );
             println!("{}", serde_json::to_string(&summary).context("summary")?);
+            // Out-of-order rounds are a broken server, like a wrong echo.
+            if summary.reordered > 0 {
+                std::process::exit(2);
+            }
         }
         Command::Chaos {
             url,
