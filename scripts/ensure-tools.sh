@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain, when missing:
 # redis-server for the Redis layer's tests (they start their own servers on
-# free loopback ports), Debian's Chromium for the browser tests, nginx for
+# free loopback ports), redis-cli to make their test clusters, Debian's Chromium for the browser tests, nginx for
 # the reverse-proxy test (it starts its own, on a free loopback port), and the e2e
 # folder's npm packages (playwright-core only drives Chromium; it never
 # downloads a browser). Safe to run again (npm ci reinstalls the e2e packages).
@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 if ((${#missing[@]})); then

@@ -13,14 +13,19 @@ use chanmux_core::layer::{
 };
 use chanmux_core::{ChannelName, GroupName, Message};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{ConnectionInfo, IntoConnectionInfo};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 use crate::RedisLayerConfig;
+use crate::cluster;
 use crate::subscriber::{self, Command};
 
-/// A channel layer shared by every process connected to one Redis.
+/// A channel layer shared by every process connected to one Redis, or to
+/// one Redis Cluster ([`RedisLayer::connect_cluster`]).
 ///
 /// Cheap to clone; clones share channels, groups and connections. The
 /// background task that receives from Redis stops when the last clone drops.
@@ -31,7 +36,7 @@ pub struct RedisLayer {
 
 struct Inner {
     shared: Arc<Shared>,
-    publisher: ConnectionManager,
+    publisher: Publisher,
     commands: mpsc::UnboundedSender<Command>,
     subscriber: JoinHandle<()>,
 }
@@ -40,6 +45,16 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.subscriber.abort();
     }
+}
+
+/// The connection messages are published on.
+#[derive(Clone)]
+enum Publisher {
+    /// One Redis: `PUBLISH`, reaching every subscriber.
+    Server(ConnectionManager),
+    /// A cluster: `SPUBLISH`, routed to the master of the topic's slot and
+    /// reaching the subscribers of that shard only.
+    Cluster(ClusterConnection),
 }
 
 /// What the layer and its subscriber task both see.
@@ -124,15 +139,7 @@ impl RedisLayer {
         .map_err(|_| unreachable(format!("no answer within {wait:?}")))?
         .map_err(|e| unreachable(e.to_string()))?;
 
-        let id = instance_id();
-        let shared = Arc::new(Shared {
-            process_topic: Joined(&config.prefix, ":p:", &id).to_string(),
-            group_prefix: format!("{}:g:", config.prefix),
-            local: LocalChannels::new(id)
-                .with_max_groups_per_channel(config.max_groups_per_channel),
-            config,
-            connected: AtomicBool::new(false),
-        });
+        let shared = Shared::new(config);
         shared.set_connected(true);
         let (mut sink, stream) = pubsub.split();
         timeout(wait, sink.subscribe(shared.topics()))
@@ -150,14 +157,97 @@ impl RedisLayer {
         Ok(RedisLayer {
             inner: Arc::new(Inner {
                 shared,
-                publisher,
+                publisher: Publisher::Server(publisher),
                 commands,
                 subscriber,
             }),
         })
     }
 
-    /// Whether the subscription connection to Redis is up right now.
+    /// Connects to the Redis Cluster (Redis 7 or later) that `seeds` belong
+    /// to (e.g. `["redis://10.0.0.1:6379/", "redis://10.0.0.2:6379/"]`; any
+    /// one reachable node is enough), with default settings.
+    ///
+    /// Channels are sharded: a group's messages go through the shard its
+    /// Redis channel hashes to (`SPUBLISH`), and an instance subscribes
+    /// (`SSUBSCRIBE`) only on the shards of the groups it has members in,
+    /// and of its own channels' topic. After a failover or a slot move it
+    /// subscribes again on the new master; messages sent meanwhile are lost.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConnectError`] when a seed is not a Redis URL, or no seed answers
+    /// as a cluster node serving every slot's topic.
+    pub async fn connect_cluster(seeds: &[&str]) -> Result<Self, ConnectError> {
+        RedisLayer::connect_cluster_with_config(seeds, RedisLayerConfig::default()).await
+    }
+
+    /// Connects to a Redis Cluster with `config`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_cluster`](RedisLayer::connect_cluster).
+    pub async fn connect_cluster_with_config(
+        seeds: &[&str],
+        config: RedisLayerConfig,
+    ) -> Result<Self, ConnectError> {
+        let url = seeds.join(",");
+        let unreachable = |reason: String| ConnectError::Unreachable {
+            url: url.clone(),
+            reason,
+        };
+        let infos = seeds
+            .iter()
+            .map(|seed| {
+                seed.into_connection_info()
+                    .map_err(|source| ConnectError::InvalidUrl {
+                        url: (*seed).to_owned(),
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<ConnectionInfo>, _>>()?;
+        if infos.is_empty() {
+            return Err(unreachable("no seed node given".to_owned()));
+        }
+        let wait = config.operation_timeout;
+        // Subscriptions first: they read the topology, so a seed that is
+        // not a cluster node fails here with Redis's reason.
+        let shared = Shared::new(config);
+        let (mut shards, pushes) = cluster::subscriber::Shards::new(infos.clone(), wait);
+        timeout(wait * 2, shards.sync(&shared))
+            .await
+            .map_err(|_| unreachable(format!("no answer within {:?}", wait * 2)))?
+            .map_err(unreachable)?;
+        shared.set_connected(true);
+        let client = ClusterClientBuilder::new(infos)
+            .connection_timeout(wait)
+            .response_timeout(wait)
+            .build()
+            .map_err(|e| unreachable(e.to_string()))?;
+        let publisher = timeout(wait, client.get_async_connection())
+            .await
+            .map_err(|_| unreachable(format!("no answer within {wait:?}")))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let subscriber = tokio::spawn(cluster::subscriber::run(
+            shared.clone(),
+            shards,
+            pushes,
+            commands_rx,
+        ));
+        Ok(RedisLayer {
+            inner: Arc::new(Inner {
+                shared,
+                publisher: Publisher::Cluster(publisher),
+                commands,
+                subscriber,
+            }),
+        })
+    }
+
+    /// Whether the subscriptions are live right now: the subscription
+    /// connection to Redis is up (on a cluster: every shard's connection
+    /// that the layer needs).
     pub fn is_connected(&self) -> bool {
         self.inner.shared.connected.load(Ordering::Acquire)
     }
@@ -166,18 +256,29 @@ impl RedisLayer {
         &self.inner.shared
     }
 
-    /// `PUBLISH topic payload`, bounded by the operation timeout.
+    /// `PUBLISH topic payload` (`SPUBLISH` on a cluster), bounded by the
+    /// operation timeout.
     async fn publish(
         &self,
         topic: Joined<'_>,
         payload: impl redis::ToRedisArgs,
     ) -> Result<(), LayerError> {
-        let mut publisher = self.inner.publisher.clone();
-        // The connection manager times out first (and reconnects); this is a backstop.
+        // The connections time out first (and reconnect); this is a backstop
+        // (on a cluster, also for its retries while a shard fails over).
         let wait = self.shared().config.operation_timeout + Duration::from_secs(1);
-        let mut command = redis::cmd("PUBLISH");
-        command.arg(topic).arg(payload);
-        match timeout(wait, command.query_async::<i64>(&mut publisher)).await {
+        let published = match self.inner.publisher.clone() {
+            Publisher::Server(mut connection) => {
+                let mut command = redis::cmd("PUBLISH");
+                command.arg(topic).arg(payload);
+                timeout(wait, command.query_async::<i64>(&mut connection)).await
+            }
+            Publisher::Cluster(mut connection) => {
+                let mut command = redis::cmd("SPUBLISH");
+                command.arg(topic).arg(payload);
+                timeout(wait, command.query_async::<i64>(&mut connection)).await
+            }
+        };
+        match published {
             Ok(Ok(_receivers)) => Ok(()),
             Ok(Err(e)) => Err(LayerError::Backend(Box::new(e))),
             Err(_) => Err(LayerError::Backend(
@@ -216,6 +317,18 @@ fn instance_id() -> String {
 }
 
 impl Shared {
+    fn new(config: RedisLayerConfig) -> Arc<Shared> {
+        let id = instance_id();
+        Arc::new(Shared {
+            process_topic: Joined(&config.prefix, ":p:", &id).to_string(),
+            group_prefix: format!("{}:g:", config.prefix),
+            local: LocalChannels::new(id)
+                .with_max_groups_per_channel(config.max_groups_per_channel),
+            config,
+            connected: AtomicBool::new(false),
+        })
+    }
+
     /// Records whether the subscription connection is up, for
     /// [`RedisLayer::is_connected`] and the `chanmux_layer_up` gauge.
     pub(crate) fn set_connected(&self, up: bool) {
@@ -372,6 +485,10 @@ impl fmt::Debug for RedisLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisLayer")
             .field("id", &self.shared().local.prefix())
+            .field(
+                "cluster",
+                &matches!(self.inner.publisher, Publisher::Cluster(_)),
+            )
             .field("connected", &self.is_connected())
             .field("stats", &self.stats())
             .finish()

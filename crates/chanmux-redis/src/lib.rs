@@ -30,6 +30,17 @@
 //! in Redis: it ends with the consumer, and with the process, so nothing in
 //! Redis can go stale and nothing needs to expire.
 //!
+//! # Redis Cluster
+//!
+//! [`RedisLayer::connect_cluster`] takes a cluster's seed nodes (Redis 7+)
+//! and uses sharded pub/sub: a group send is one `SPUBLISH` on the master
+//! serving the group channel's slot, and an instance `SSUBSCRIBE`s, on one
+//! connection per such master, only to the channels it needs, so adding
+//! shards adds throughput. When a master fails and its replica takes over,
+//! or a slot moves, the instance reads the topology again and subscribes on
+//! the new master (retrying with backoff; [`RedisLayer::is_connected`] is
+//! false until done); messages sent meanwhile are lost.
+//!
 //! # Guarantees and faults
 //!
 //! Those of every layer ([`chanmux_core::layer`]): at most once, in order per
@@ -49,6 +60,7 @@
 //!   Redis returns.
 //! - A topic Redis refuses (an ACL, say) fails that `group_add` only.
 
+mod cluster;
 mod config;
 mod layer;
 mod subscriber;

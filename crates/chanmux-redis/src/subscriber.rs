@@ -31,7 +31,7 @@ pub(crate) enum Command {
 type Ack = oneshot::Sender<RedisResult<()>>;
 
 /// A subscribe request waiting for the connection to come back.
-type Held = (String, Ack);
+pub(crate) type Held = (String, Ack);
 
 /// Why serving a connection stopped.
 enum Stop {
@@ -211,6 +211,8 @@ async fn subscribe_all(
     Some(refused)
 }
 
-fn is_connection_error(e: &RedisError) -> bool {
+/// Whether `e` means the connection is unusable (rather than Redis refusing
+/// one command).
+pub(crate) fn is_connection_error(e: &RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
 }

@@ -21,20 +21,37 @@ use consumers::{
     AltEcho, Chat, CloseAfterFirst, CloseWithCode, Echo, NeverAccept, RaiseInConnect, Room, Ticker,
 };
 
-/// The demo's channel layer: Redis at `redis_url` when given (failing at
-/// once if it cannot be reached), else in memory.
+/// Where the demo's groups live.
+#[derive(Debug, Clone, Copy)]
+pub enum Groups<'a> {
+    /// In this process only.
+    InMemory,
+    /// In the Redis at this URL, shared by every process using it.
+    Redis(&'a str),
+    /// In the Redis Cluster these seed nodes belong to (sharded pub/sub).
+    RedisCluster(&'a [String]),
+}
+
+/// The demo's channel layer for `groups` (Redis or a Redis Cluster failing
+/// at once if it cannot be reached).
 ///
 /// # Errors
 ///
 /// When Redis cannot be reached.
-pub async fn layer(redis_url: Option<&str>) -> Result<SharedLayer, chanmux_redis::ConnectError> {
-    Ok(match redis_url {
-        Some(url) => {
+pub async fn layer(groups: Groups<'_>) -> Result<SharedLayer, chanmux_redis::ConnectError> {
+    Ok(match groups {
+        Groups::InMemory => Arc::new(chanmux::layer::InMemoryLayer::new()),
+        Groups::Redis(url) => {
             let layer = chanmux_redis::RedisLayer::connect(url).await?;
             tracing::info!(url, "groups go through Redis");
             Arc::new(layer)
         }
-        None => Arc::new(chanmux::layer::InMemoryLayer::new()),
+        Groups::RedisCluster(seeds) => {
+            let seeds: Vec<&str> = seeds.iter().map(String::as_str).collect();
+            let layer = chanmux_redis::RedisLayer::connect_cluster(&seeds).await?;
+            tracing::info!(seeds = seeds.join(","), "groups go through a Redis Cluster");
+            Arc::new(layer)
+        }
     })
 }
 

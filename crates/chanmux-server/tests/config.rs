@@ -270,6 +270,36 @@ fn certificate_and_key_from_different_sources_must_both_be_given() {
     assert_eq!(config["tls_key"].as_str(), Some("/etc/chanmux/key.pem"));
 }
 
+#[test]
+fn redis_and_a_redis_cluster_exclude_each_other_and_cluster_seeds_are_a_list() {
+    let file = TempFile::new("redis = \"redis://127.0.0.1:6390/\"\n");
+    let stderr = failure(
+        server()
+            .arg("--config")
+            .arg(file.path())
+            .env("CHANMUX_REDIS_CLUSTER", "redis://127.0.0.1:7000/")
+            .arg("--print-config"),
+    );
+    assert!(
+        stderr.contains("--redis and --redis-cluster") && stderr.contains("exclude each other"),
+        "{stderr}"
+    );
+
+    let config = print_config(
+        server().arg("--redis-cluster=redis://127.0.0.1:7000/,redis://127.0.0.1:7001/"),
+    );
+    let seeds: Vec<&str> = config["redis_cluster"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|seed| seed.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        seeds,
+        ["redis://127.0.0.1:7000/", "redis://127.0.0.1:7001/"]
+    );
+}
+
 /// Kills the server when the test ends, passed or not.
 struct Running(Child);
 

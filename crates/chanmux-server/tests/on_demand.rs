@@ -1,7 +1,7 @@
 //! Streams on demand over real sockets, against the demo binary, as a new
 //! user would try them (PROTOCOL.md): rooms, the ticker, refs, ping, the
 //! stream limit, `closed`, the implicit subscribe, and rooms across two
-//! processes sharing Redis.
+//! processes sharing Redis or a Redis Cluster (through a failover).
 
 mod support;
 
@@ -242,4 +242,49 @@ async fn rooms_reach_subscribers_on_another_process_through_redis() {
             json!({"stream": "room:shared", "payload": "from two"})
         );
     }
+}
+
+#[tokio::test]
+async fn rooms_reach_another_process_through_a_redis_cluster_and_survive_a_failover() {
+    let mut cluster = chanmux_redis::testing::RedisCluster::start().await;
+    let seeds = cluster.urls().join(",");
+    let args = ["--addr", "127.0.0.1:0", "--redis-cluster", &seeds];
+    let one = Server::start(&args).await;
+    let two = Server::start(&args).await;
+    let mut ann = Client::connect(&one).await;
+    let mut bob = Client::connect(&two).await;
+    for client in [&mut ann, &mut bob] {
+        assert_eq!(
+            client.subscribe("room:x", None).await["subscribed"],
+            "room:x"
+        );
+    }
+    send_until_delivered(&mut ann, &mut bob, "ann").await;
+    send_until_delivered(&mut bob, &mut ann, "bob").await;
+
+    // The room's group is `room.x`, its shard channel `chanmux:g:room.x`.
+    cluster.stop_master_of("chanmux:g:room.x").await;
+    // The same server processes, not restarted.
+    send_until_delivered(&mut ann, &mut bob, "ann after failover").await;
+    send_until_delivered(&mut bob, &mut ann, "bob after failover").await;
+}
+
+/// Sends frames to `room:x` from `from` until `to` receives one: frames sent
+/// while a shard fails over are lost (at most once), or fail and end the
+/// sender's stream (the next frame joins again).
+async fn send_until_delivered(from: &mut Client, to: &mut Client, tag: &str) {
+    tokio::time::timeout(Duration::from_secs(45), async {
+        loop {
+            from.send(json!({"stream": "room:x", "payload": {"from": tag}}))
+                .await;
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+            while let Ok(frame) = tokio::time::timeout_at(deadline, to.next()).await {
+                if frame == json!({"stream": "room:x", "payload": {"from": tag}}) {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{tag}: room messages never arrived"));
 }

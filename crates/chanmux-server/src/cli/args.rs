@@ -37,6 +37,17 @@ pub(crate) struct Args {
     /// without it, groups live in this process.
     #[arg(long, env = "CHANMUX_REDIS_URL")]
     pub(crate) redis: Option<String>,
+    /// Seed nodes of a Redis Cluster (7+) for groups shared between
+    /// processes, comma-separated (e.g.
+    /// redis://10.0.0.1:6379/,redis://10.0.0.2:6379/); groups use sharded
+    /// pub/sub and follow failovers. Not with --redis.
+    #[arg(
+        long,
+        env = "CHANMUX_REDIS_CLUSTER",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub(crate) redis_cluster: Vec<String>,
     /// Initial WebSocket read buffer per connection, in bytes: smaller keeps
     /// idle connections cheaper, larger reads big frames in fewer calls
     /// (BENCHMARKS.md has the trade-off).
@@ -174,8 +185,16 @@ impl Args {
     ///
     /// # Errors
     ///
-    /// `tls_cert` without `tls_key`, or the reverse.
+    /// `tls_cert` without `tls_key`, or the reverse; both `redis` and
+    /// `redis_cluster`.
     fn validate(&self) -> anyhow::Result<()> {
+        if self.redis.is_some() && !self.redis_cluster.is_empty() {
+            anyhow::bail!(
+                "--redis and --redis-cluster (or CHANMUX_REDIS_URL and CHANMUX_REDIS_CLUSTER, \
+                 or redis and redis_cluster in the config file) exclude each other: \
+                 give one Redis or one cluster"
+            );
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => anyhow::bail!(
                 "--tls-cert needs --tls-key (or CHANMUX_TLS_KEY, or tls_key in the config file)"
@@ -184,6 +203,15 @@ impl Args {
                 "--tls-key needs --tls-cert (or CHANMUX_TLS_CERT, or tls_cert in the config file)"
             ),
             _ => Ok(()),
+        }
+    }
+
+    /// Where groups live, as these flags ask.
+    pub(crate) fn groups(&self) -> chanmux_server::Groups<'_> {
+        match (&self.redis, self.redis_cluster.as_slice()) {
+            (Some(url), _) => chanmux_server::Groups::Redis(url),
+            (None, []) => chanmux_server::Groups::InMemory,
+            (None, seeds) => chanmux_server::Groups::RedisCluster(seeds),
         }
     }
 

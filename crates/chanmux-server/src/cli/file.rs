@@ -67,6 +67,7 @@ macro_rules! settings {
 settings! {
     addr: SocketAddr,
     redis: Option<String>,
+    redis_cluster: Vec<String>,
     read_buffer: usize,
     backlog: u32,
     allowed_origins: Vec<String>,

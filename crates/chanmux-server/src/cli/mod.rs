@@ -39,7 +39,7 @@ pub(crate) async fn serve(
     let listener =
         bind(args.addr, args.backlog).with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let layer = chanmux_server::layer(args.redis.as_deref())
+    let layer = chanmux_server::layer(args.groups())
         .await
         .context("connecting to Redis")?;
     let mut config = ServeConfig::default()

@@ -1,5 +1,10 @@
-//! A real `redis-server` for tests, started on a free loopback port
-//! (feature `test-util`).
+//! Real Redis for tests (feature `test-util`): a `redis-server` on a free
+//! loopback port ([`RedisServer`]), or a Redis Cluster of six
+//! ([`RedisCluster`]).
+
+mod cluster;
+
+pub use cluster::RedisCluster;
 
 use std::process::Stdio;
 use std::time::Duration;

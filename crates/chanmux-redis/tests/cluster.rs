@@ -1,0 +1,203 @@
+//! The layer on a real Redis Cluster (three masters, three replicas):
+//! conformance, sharded delivery between two instances (as two processes),
+//! subscriptions only on the shards that serve them, and failover.
+
+use chanmux_redis::testing as support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chanmux::layer::{ChannelLayer, ChannelName, Deliver, GroupName, Message, SharedLayer};
+use chanmux::testing::layer_conformance;
+use chanmux_redis::{ConnectError, RedisLayer, RedisLayerConfig};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Queue(mpsc::Sender<Message>);
+
+impl Deliver for Queue {
+    fn deliver(&self, message: &Message) -> bool {
+        self.0.try_send(message.clone()).is_ok()
+    }
+}
+
+fn mailbox(layer: &RedisLayer) -> (ChannelName, mpsc::Receiver<Message>) {
+    let (tx, rx) = mpsc::channel(64);
+    (layer.new_channel(Arc::new(Queue(tx))), rx)
+}
+
+fn event(n: u64) -> Message {
+    Message::new(&json!({"type": "test", "n": n})).unwrap()
+}
+
+async fn connect(cluster: &support::RedisCluster) -> RedisLayer {
+    let urls = cluster.urls();
+    let seeds: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let config = RedisLayerConfig::default().with_operation_timeout(Duration::from_secs(2));
+    RedisLayer::connect_cluster_with_config(&seeds, config)
+        .await
+        .unwrap()
+}
+
+/// Waits for a message numbered `n`, skipping others (earlier retries).
+async fn receive(inbox: &mut mpsc::Receiver<Message>, n: u64) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let message = inbox.recv().await.expect("open");
+            if message.json::<serde_json::Value>().unwrap()["n"] == n {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("message {n} did not arrive"));
+}
+
+/// Sends with `send` until one arrives: messages sent while a shard fails
+/// over are lost (at most once), and sends may fail meanwhile.
+async fn send_until_received<F, Fut>(send: F, inbox: &mut mpsc::Receiver<Message>)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future,
+{
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let _ = send().await;
+            if let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(200), inbox.recv()).await
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("sends reach their recipient again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_layer_passes_the_conformance_suite() {
+    let cluster = support::RedisCluster::start().await;
+    let cluster = &cluster;
+    layer_conformance::run_all(|| async move {
+        let a: SharedLayer = Arc::new(connect(cluster).await);
+        let b: SharedLayer = Arc::new(connect(cluster).await);
+        (a, b)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_deliver_each_others_messages_subscribing_only_on_the_groups_shards() {
+    let cluster = support::RedisCluster::start().await;
+    let (a, b) = (connect(&cluster).await, connect(&cluster).await);
+    let room = GroupName::new("room.x").unwrap();
+    let (in_a, mut inbox_a) = mailbox(&a);
+    let (in_b, mut inbox_b) = mailbox(&b);
+    a.group_add(&room, &in_a).await.unwrap();
+    b.group_add(&room, &in_b).await.unwrap();
+    a.group_send(&room, event(1)).await.unwrap();
+    receive(&mut inbox_a, 1).await;
+    receive(&mut inbox_b, 1).await;
+    b.group_send(&room, event(2)).await.unwrap();
+    receive(&mut inbox_a, 2).await;
+    receive(&mut inbox_b, 2).await;
+    b.send(&in_a, event(3)).await.unwrap();
+    receive(&mut inbox_a, 3).await;
+    a.send(&in_b, event(4)).await.unwrap();
+    receive(&mut inbox_b, 4).await;
+
+    // Groups with members only in `a`, hashing to various shards: each is
+    // subscribed on its own shard's master, once, and on no other node.
+    let names: Vec<String> = (0..6).map(|i| format!("lobby{i}")).collect();
+    let (member, _inbox) = mailbox(&a);
+    for name in &names {
+        a.group_add(&GroupName::new(name).unwrap(), &member)
+            .await
+            .unwrap();
+    }
+    let placement = cluster.shard_channels("chanmux:g:lobby*").await;
+    for name in &names {
+        let topic = format!("chanmux:g:{name}");
+        let on: Vec<u16> = placement
+            .iter()
+            .filter(|(_, topics)| topics.contains(&topic))
+            .map(|(port, _)| *port)
+            .collect();
+        assert_eq!(on, [cluster.master_of(&topic).await], "{topic}");
+    }
+    // Each instance's own topic, once.
+    let processes: usize = cluster
+        .shard_channels("chanmux:p:*")
+        .await
+        .iter()
+        .map(|(_, topics)| topics.len())
+        .sum();
+    assert_eq!(processes, 2);
+
+    // The last member leaving ends the subscription.
+    for name in &names {
+        a.group_discard(&GroupName::new(name).unwrap(), &member)
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(WAIT, async {
+        while cluster
+            .shard_channels("chanmux:g:lobby*")
+            .await
+            .iter()
+            .any(|(_, topics)| !topics.is_empty())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("no subscription left for groups without members");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_resumes_after_a_groups_master_fails_over() {
+    let mut cluster = support::RedisCluster::start().await;
+    let (a, b) = (connect(&cluster).await, connect(&cluster).await);
+    let room = GroupName::new("room.x").unwrap();
+    let (in_a, mut inbox_a) = mailbox(&a);
+    let (in_b, mut inbox_b) = mailbox(&b);
+    a.group_add(&room, &in_a).await.unwrap();
+    b.group_add(&room, &in_b).await.unwrap();
+    a.group_send(&room, event(1)).await.unwrap();
+    receive(&mut inbox_b, 1).await;
+
+    let old = cluster.master_of("chanmux:g:room.x").await;
+    let new = cluster.stop_master_of("chanmux:g:room.x").await;
+    assert_ne!(old, new);
+
+    // The same layers, not rebuilt: group sends both ways arrive again.
+    send_until_received(|| a.group_send(&room, event(5)), &mut inbox_b).await;
+    send_until_received(|| b.group_send(&room, event(6)), &mut inbox_a).await;
+    // Direct sends too (each instance's topic may have moved as well).
+    send_until_received(|| a.send(&in_b, event(7)), &mut inbox_b).await;
+    send_until_received(|| b.send(&in_a, event(8)), &mut inbox_a).await;
+    assert!(a.is_connected() && b.is_connected());
+    // Subscribed on the new master, and on no other node.
+    let placement = cluster.shard_channels("chanmux:g:room.x").await;
+    for (port, topics) in placement {
+        assert_eq!(
+            topics.len(),
+            if port == new { 1 } else { 0 },
+            "on {port}: {topics:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_server_not_in_cluster_mode_is_a_clear_error_at_start() {
+    let server = support::RedisServer::start().await;
+    let url = server.url();
+    let error = RedisLayer::connect_cluster(&[&url]).await.unwrap_err();
+    assert!(
+        matches!(error, ConnectError::Unreachable { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("cluster"), "{error}");
+}
