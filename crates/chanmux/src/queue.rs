@@ -377,21 +377,29 @@ impl<T> Receiver<T> {
     ///
     /// Cancel safe: a message is taken only when this returns it.
     pub(crate) async fn recv(&mut self) -> Option<T> {
+        std::future::poll_fn(|cx| self.poll_recv(cx).map(|next| next.map(|(value, _)| value))).await
+    }
+
+    /// As [`recv`](Self::recv), with how many messages were still queued
+    /// behind this one when it was taken (a batch to take, without locking
+    /// again to count them).
+    pub(crate) async fn recv_counted(&mut self) -> Option<(T, usize)> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// Polls for the next message (see [`recv`](Self::recv)).
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    /// Polls for the next message and how many are behind it.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<(T, usize)>> {
         let shared = &*self.shared;
         let mut state = shared.state();
         match state.items.pop_front() {
             Some(value) => {
                 let weight = (shared.weigh)(&value);
                 state.bytes -= weight;
+                let behind = state.items.len();
                 drop(state);
                 shared.count(weight, false);
                 shared.room.notify_one();
-                Poll::Ready(Some(value))
+                Poll::Ready(Some((value, behind)))
             }
             None if state.closed || shared.senders.load(Ordering::Acquire) == 0 => {
                 Poll::Ready(None)
@@ -415,11 +423,6 @@ impl<T> Receiver<T> {
     /// The next message if one is queued.
     pub(crate) fn try_recv(&mut self) -> Result<T, Empty> {
         self.shared.pop()
-    }
-
-    /// How many messages are queued now.
-    pub(crate) fn len(&self) -> usize {
-        self.shared.state().items.len()
     }
 }
 

@@ -148,9 +148,14 @@ impl Text {
             Buf::Received(bytes) => Bytes::from(bytes),
             Buf::Frame(bytes) => bytes,
         };
+        let bytes = if whole {
+            bytes
+        } else {
+            bytes.slice(start..end)
+        };
         // A slice on char boundaries of UTF-8 text (as_str already relies on
         // it); the check is the price of a safe conversion, not a copy.
-        Utf8Bytes::try_from(bytes.slice(start..end)).expect("a str slice is UTF-8")
+        Utf8Bytes::try_from(bytes).expect("a str slice is UTF-8")
     }
 
     #[cfg(feature = "axum")]

@@ -46,15 +46,15 @@ where
         let first = tokio::select! {
             biased;
             _ = &mut stop => None,
-            first = outbound.recv() => first,
+            first = outbound.recv_counted() => first,
         };
-        let Some(first) = first else {
+        let Some((first, behind)) = first else {
             // Flushes a pending close reply, if the client closed first.
             let _ = Box::pin(timeout(LAST_WORDS, sink.close())).await;
             return WriterEnd::Stopped;
         };
         let written = {
-            let mut write = pin!(write_batch(&mut sink, first, &mut outbound));
+            let mut write = pin!(write_batch(&mut sink, first, behind, &mut outbound));
             // Most writes complete at once (the socket has room): only a
             // write that has to wait arms the slow-client timer, which saves
             // a timer registration per batch.
@@ -82,7 +82,7 @@ where
     }
 }
 
-/// Writes `first` and everything else queued when it was taken, then
+/// Writes `first` and the `behind` messages queued after it when it was taken, then
 /// flushes once; returns whether a close frame went out (what followed it is
 /// dropped). Batching saves a syscall per message under load (a fan-out's
 /// frames to one client arrive together) and costs nothing when messages
@@ -92,13 +92,14 @@ where
 async fn write_batch<S>(
     sink: &mut S,
     first: Outbound,
+    behind: usize,
     outbound: &mut queue::Receiver<Outbound>,
 ) -> Result<bool, TransportError>
 where
     S: Sink<Frame, Error = TransportError> + Unpin,
 {
     let mut next = Some(first);
-    let mut left = outbound.len();
+    let mut left = behind;
     while let Some(message) = next.take() {
         let frame = match message {
             Outbound::Text(text) => Frame::Text(text),
