@@ -64,8 +64,9 @@ CHART = ROOT / "bench" / "throughput.svg"
 # shrink as members grow to keep the section within ~6 minutes on 2 cores.
 FANOUT_MEMBERS = [1000, 2000, 10000]
 FANOUT_ROUNDS = {1000: 200, 2000: 100, 10000: 40}
-# The "many cores" runs: rounds kept outstanding (below chanmux's per-consumer
-# inbox of 16, past which it drops room messages), at 2,000 members.
+# The "many cores" runs: rounds kept outstanding (well below the 64 frames a
+# connection's outbound queue holds in both servers, past which they drop room
+# messages), at 2,000 members.
 FANOUT_CORES_MEMBERS, FANOUT_CORES_ROUNDS, FANOUT_IN_FLIGHT = 2000, 300, 8
 # Source addresses 127.0.0.1-8: ~130,000 connections open and close in the
 # section, and each leaves its port in TIME_WAIT for a minute.

@@ -42,7 +42,8 @@ pub struct FanoutConfig {
     pub rounds: usize,
     /// Rounds outstanding at once (at least 1). Servers that drop a group
     /// message when a member's queue is full lose messages (and the run
-    /// fails) if this exceeds that queue (chanmux's inbox holds 16).
+    /// fails) if this exceeds that queue (chanmux's outbound queue holds
+    /// 64 frames; the bare broadcaster's, 64).
     pub in_flight: usize,
     /// The stream that joins and broadcasts.
     pub stream: String,

@@ -199,7 +199,8 @@ struct Entry {
 #[derive(Default)]
 struct Members {
     list: Arc<Vec<Member>>,
-    /// Where each member sits in `list`, for removal in constant time.
+    /// Where each member sits in `list`, for removal in constant time (a
+    /// join or leave while a send still walks the list copies it once).
     index: HashMap<ChannelName, usize>,
 }
 

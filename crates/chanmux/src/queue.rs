@@ -91,6 +91,7 @@ pub(crate) fn bounded_in<T>(
             closed: false,
             receiver: None,
             waiting: false,
+            senders_waiting: 0,
         }),
         capacity,
         max_bytes,
@@ -132,6 +133,9 @@ struct State<T> {
     receiver: Option<Waker>,
     /// The receiver is waiting: the next message (or the end) wakes it.
     waiting: bool,
+    /// Senders waiting for room: a freed slot is theirs, not a
+    /// [`try_send_spare`](Sender::try_send_spare)'s.
+    senders_waiting: u32,
 }
 
 impl<T> State<T> {
@@ -215,6 +219,16 @@ pub(crate) struct Permit<'a, T> {
     shared: &'a Shared<T>,
 }
 
+/// A sender waiting in [`Sender::reserve`], counted until it stops waiting
+/// (woken or cancelled).
+struct Waiting<'a, T>(&'a Shared<T>);
+
+impl<T> Drop for Waiting<'_, T> {
+    fn drop(&mut self) {
+        self.0.state().senders_waiting -= 1;
+    }
+}
+
 /// Takes messages out of the queue, in order.
 pub(crate) struct Receiver<T> {
     shared: Arc<Shared<T>>,
@@ -223,16 +237,35 @@ pub(crate) struct Receiver<T> {
 impl<T> Sender<T> {
     /// Queues `value` if there is room.
     pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        Sender::push(&self.shared, value)
+        Sender::push(&self.shared, value, false, || true)
     }
 
-    fn push(shared: &Shared<T>, value: T) -> Result<(), TrySendError<T>> {
+    /// Queues `value` only into room that no waiting sender is owed, and
+    /// only while `allowed()` holds, checked under the queue's lock. So a
+    /// message that may be dropped (a broadcast) never takes a freed slot
+    /// from a sender that waits for one (a reply), and a message queued
+    /// once `allowed` has stopped holding (a stream's `closed` frame) always
+    /// comes after it. `Closed` when `allowed` fails.
+    pub(crate) fn try_send_spare(
+        &self,
+        value: T,
+        allowed: impl FnOnce() -> bool,
+    ) -> Result<(), TrySendError<T>> {
+        Sender::push(&self.shared, value, true, allowed)
+    }
+
+    fn push(
+        shared: &Shared<T>,
+        value: T,
+        spare_only: bool,
+        allowed: impl FnOnce() -> bool,
+    ) -> Result<(), TrySendError<T>> {
         let mut state = shared.state();
-        if state.closed {
+        if state.closed || !allowed() {
             return Err(TrySendError::Closed(value));
         }
         let weight = (shared.weigh)(&value);
-        if !shared.has_room_for(&state, weight) {
+        if (spare_only && state.senders_waiting > 0) || !shared.has_room_for(&state, weight) {
             return Err(TrySendError::Full(value));
         }
         state.bytes += weight;
@@ -277,7 +310,9 @@ impl<T> Sender<T> {
                         shared: &self.shared,
                     });
                 }
+                state.senders_waiting += 1;
             }
+            let _waiting = Waiting(&self.shared);
             // A slot freed between the check and here left a stored
             // notification, so this does not miss it.
             room.await;
@@ -336,7 +371,7 @@ impl<T> WeakSender<T> {
         if self.shared.senders.load(Ordering::Acquire) == 0 {
             return Err(TrySendError::Closed(value));
         }
-        Sender::push(&self.shared, value)
+        Sender::push(&self.shared, value, false, || true)
     }
 }
 
@@ -638,5 +673,51 @@ mod tests {
             sender.await.unwrap();
         }
         assert_eq!(next, [2_000; 4]);
+    }
+
+    #[tokio::test]
+    async fn a_spare_send_never_takes_the_slot_a_waiting_sender_is_owed() {
+        let (tx, mut rx) = bounded(1);
+        tx.try_send("broadcast 1").unwrap();
+        let waiter = tx.clone();
+        let reply = tokio::spawn(async move { waiter.send("reply").await });
+        // Until the reply waits, a spare send only finds the queue full.
+        while rx.shared.state().senders_waiting == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(rx.recv().await, Some("broadcast 1"));
+        assert!(matches!(
+            tx.try_send_spare("broadcast 2", || true),
+            Err(TrySendError::Full(_))
+        ));
+        reply.await.unwrap().unwrap();
+        assert_eq!(rx.recv().await, Some("reply"));
+        assert_eq!(rx.shared.state().senders_waiting, 0);
+        tx.try_send_spare("broadcast 3", || true).unwrap();
+        assert_eq!(rx.recv().await, Some("broadcast 3"));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_wait_stops_counting_as_waiting() {
+        let (tx, _rx) = bounded(1);
+        tx.try_send(1).unwrap();
+        let wait = tx.send(2);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), wait)
+                .await
+                .is_err()
+        );
+        assert_eq!(tx.shared.state().senders_waiting, 0);
+    }
+
+    #[test]
+    fn a_spare_send_is_refused_once_its_condition_fails() {
+        let (tx, mut rx) = bounded(4);
+        assert!(matches!(
+            tx.try_send_spare(1, || false),
+            Err(TrySendError::Closed(1))
+        ));
+        tx.try_send_spare(2, || true).unwrap();
+        assert_eq!(rx.try_recv(), Ok(2));
     }
 }

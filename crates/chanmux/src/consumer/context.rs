@@ -416,8 +416,9 @@ impl Context {
     /// Queues a broadcast frame on the socket, past every demultiplexer
     /// level and without waking any consumer: only while this consumer is
     /// accepted (as for any frame of its stream) and the socket is open, and
-    /// only if the outbound queue has room (a client that is not keeping up
-    /// misses it, rather than holding up the other recipients).
+    /// only if the outbound queue has room that no waiting reply is owed (a
+    /// client that is not keeping up misses it, rather than holding up the
+    /// other recipients or its own stream's replies).
     fn write_frame(&self, frame: Bytes) -> bool {
         if self.state() != ACCEPTED {
             return false;
@@ -429,11 +430,14 @@ impl Context {
         let Link::Socket(link) = &socket.inner.link else {
             unreachable!("every chain of links ends at a socket")
         };
-        let queued = socket.state() == ACCEPTED
-            && link
-                .outbound
-                .try_send(Outbound::Text(Text::frame(frame)))
-                .is_ok();
+        // Checked again under the queue's lock: a close queues its `closed`
+        // frame after changing the state, so the client never gets a
+        // broadcast for a stream it has been told is closed.
+        let open = || self.state() == ACCEPTED && socket.state() == ACCEPTED;
+        let queued = link
+            .outbound
+            .try_send_spare(Outbound::Text(Text::frame(frame)), open)
+            .is_ok();
         if queued {
             let mut ctx = self;
             while let Link::Stream(link) = &ctx.inner.link {
