@@ -402,4 +402,9 @@ async fn broadcast_frames_reach_only_accepted_streams() {
     .await;
     demux.group_send("room", "news", &1).await.unwrap();
     assert!(comm.receive_nothing().await, "the member never accepted");
+    assert_eq!(
+        chanmux::layer::ChannelLayer::stats(&layer).dropped,
+        1,
+        "and the frame it could not take is counted"
+    );
 }
