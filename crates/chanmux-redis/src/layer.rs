@@ -213,11 +213,14 @@ impl RedisLayer {
         // Subscriptions first: they read the topology, so a seed that is
         // not a cluster node fails here with Redis's reason.
         let shared = Shared::new(config);
-        let (mut shards, pushes) = cluster::subscriber::Shards::new(infos.clone(), wait);
-        timeout(wait * 2, shards.sync(&shared))
+        let (mut shards, pushes) =
+            cluster::shards::Shards::new(shared.clone(), infos.clone(), wait);
+        let outcome = timeout(wait * 2, shards.sync())
             .await
-            .map_err(|_| unreachable(format!("no answer within {:?}", wait * 2)))?
-            .map_err(unreachable)?;
+            .map_err(|_| unreachable(format!("no answer within {:?}", wait * 2)))?;
+        if let Some(trouble) = outcome.failed.first() {
+            return Err(unreachable(trouble.to_string()));
+        }
         shared.set_connected(true);
         let client = ClusterClientBuilder::new(infos)
             .connection_timeout(wait)
@@ -229,12 +232,7 @@ impl RedisLayer {
             .map_err(|_| unreachable(format!("no answer within {wait:?}")))?
             .map_err(|e| unreachable(e.to_string()))?;
         let (commands, commands_rx) = mpsc::unbounded_channel();
-        let subscriber = tokio::spawn(cluster::subscriber::run(
-            shared.clone(),
-            shards,
-            pushes,
-            commands_rx,
-        ));
+        let subscriber = tokio::spawn(cluster::subscriber::run(shards, pushes, commands_rx));
         Ok(RedisLayer {
             inner: Arc::new(Inner {
                 shared,
@@ -334,6 +332,12 @@ impl Shared {
     pub(crate) fn set_connected(&self, up: bool) {
         self.connected.store(up, Ordering::Release);
         metrics::gauge!(chanmux_core::layer::LAYER_UP).set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// Counts a message received from Redis but dropped before dispatch
+    /// (the subscriber task fell behind).
+    pub(crate) fn count_dropped(&self) {
+        self.local.count_dropped();
     }
 
     fn local(&self) -> MutexGuard<'_, Registry> {
