@@ -40,6 +40,10 @@ pub(crate) struct Shards {
     /// Whether the topology must be read again before it is trusted.
     stale: bool,
     nodes: HashMap<NodeAddr, Node>,
+    /// Masters that failed since the last full sync: a round that only
+    /// adds topics leaves theirs to the next full sync rather than waiting
+    /// on them again.
+    failing: HashSet<NodeAddr>,
     pushes: Senders,
     next_id: u64,
     wait: Duration,
@@ -106,6 +110,7 @@ impl Shards {
             topology: Topology::default(),
             stale: true,
             nodes: HashMap::new(),
+            failing: HashSet::new(),
             pushes,
             next_id: 0,
             wait,
@@ -121,6 +126,7 @@ impl Shards {
     /// connections holding misplaced subscriptions closed, every wanted
     /// topic subscribed on its slot's master. The way back from any trouble.
     pub(crate) async fn sync(&mut self) -> Outcome {
+        self.failing.clear();
         if self.stale {
             match self.read_topology().await {
                 Ok(topology) => {
@@ -149,14 +155,15 @@ impl Shards {
     }
 
     /// Subscribes each of `topics` that is not yet on its slot's master, as
-    /// the topology in use says: the cheap way to add topics while nothing
-    /// is broken (one group's topic rather than every topic).
+    /// the topology in use says: the cheap way to add topics (one group's
+    /// topic rather than every topic). Topics on a master that failed since
+    /// the last full sync are left to the next one.
     pub(crate) async fn subscribe(&mut self, topics: Vec<String>) -> Outcome {
         let mut outcome = Outcome::default();
         let mut wanted: HashMap<NodeAddr, Vec<String>> = HashMap::new();
         for topic in topics {
             match self.topology.master_of(slot(topic.as_bytes())) {
-                Some(master) if self.is_on(master, &topic) => {}
+                Some(master) if self.is_on(master, &topic) || self.failing.contains(master) => {}
                 Some(master) => wanted.entry(master.clone()).or_default().push(topic),
                 None => outcome.failed.push(Trouble::NoMaster(topic)),
             }
@@ -179,6 +186,7 @@ impl Shards {
                 }
                 Err(trouble) => {
                     wanted.remove(&addr);
+                    self.failing.insert(addr);
                     outcome.failed.push(trouble);
                 }
             }
@@ -194,7 +202,10 @@ impl Shards {
             .collect::<Vec<_>>();
         for (addr, round) in join_all(rounds).await {
             outcome.refused.extend(round.refused);
-            outcome.failed.extend(round.trouble);
+            if let Some(trouble) = round.trouble {
+                outcome.failed.push(trouble);
+                self.failing.insert(addr.clone());
+            }
             if round.lost {
                 self.nodes.remove(&addr);
             }

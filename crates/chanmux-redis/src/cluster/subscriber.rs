@@ -3,8 +3,8 @@
 //! slot ([`Shards`]).
 //!
 //! The task keeps one desired state rather than reacting case by case.
-//! While nothing is broken, a new group's topic is just subscribed on its
-//! master. Whatever may break the state (a connection lost or not
+//! A new group's topic is just subscribed on its master (unless that
+//! master failed since the last full sync). Whatever may break the state (a connection lost or not
 //! answering a PING, a `MOVED` or `CLUSTERDOWN` answer, a server-sent
 //! `SUNSUBSCRIBE` because a slot moved away, a topology that changed under
 //! a keepalive check) calls for a full [`Shards::sync`]: topology read
@@ -35,10 +35,10 @@ pub(crate) async fn run(
 ) {
     let shared = shards.shared().clone();
     let mut held: Vec<Held> = Vec::new();
-    // A full sync is needed (rather than subscribing the held topics).
+    // Held topics await a round that subscribes them.
+    let mut pending = false;
+    // A full sync is needed; `retry` is when it is due.
     let mut broken = false;
-    // The next round (`retry`) is due.
-    let mut scheduled = false;
     let mut backoff = MIN_BACKOFF;
     let retry = tokio::time::sleep(std::time::Duration::ZERO);
     tokio::pin!(retry);
@@ -56,13 +56,9 @@ pub(crate) async fn run(
                         let _ = ack.send(Ok(()));
                         continue;
                     }
+                    // Requests arriving together are served by one round.
                     held.push((topic, ack));
-                    // While broken, the next sync is already scheduled
-                    // (with backoff) and answers this too.
-                    if !scheduled {
-                        scheduled = true;
-                        retry.as_mut().reset(Instant::now());
-                    }
+                    pending = true;
                     continue;
                 }
                 Some(Command::Unsubscribe(topic)) => {
@@ -78,25 +74,19 @@ pub(crate) async fn run(
                 continue;
             }
             _ = keepalive.tick() => shards.check().await.err(),
-            () = &mut retry, if scheduled => {
-                scheduled = false;
-                let outcome = if broken {
-                    shards.sync().await
-                } else {
-                    // Topics already live (a second request for one) are
-                    // skipped by `subscribe`.
-                    shards.subscribe(held.iter().map(|(t, _)| t.clone()).collect()).await
-                };
-                answer_held(&mut held, |topic| {
-                    match outcome.refused.iter().find(|(t, _)| t == topic) {
-                        Some((_, e)) => Some(Err(e.clone())),
-                        None => (!shared.wants(topic) || shards.is_live(topic)).then_some(Ok(())),
-                    }
-                });
+            // Even while broken: a group on a healthy shard is not kept
+            // waiting for the full sync of a shard failing over.
+            () = std::future::ready(()), if pending => {
+                pending = false;
+                let outcome = shards.subscribe(held.iter().map(|(t, _)| t.clone()).collect()).await;
+                answer(&shared, &shards, &mut held, &outcome.refused);
+                outcome.failed.into_iter().next()
+            }
+            () = &mut retry, if broken => {
+                let outcome = shards.sync().await;
+                answer(&shared, &shards, &mut held, &outcome.refused);
                 if outcome.failed.is_empty() {
-                    if broken {
-                        tracing::info!("Redis Cluster subscriptions restored");
-                    }
+                    tracing::info!("Redis Cluster subscriptions restored");
                     broken = false;
                     backoff = MIN_BACKOFF;
                     shared.set_connected(true);
@@ -104,13 +94,6 @@ pub(crate) async fn run(
                     for reason in &outcome.failed {
                         tracing::debug!(%reason, "Redis Cluster subscriptions not restored yet");
                     }
-                    if !broken {
-                        let reason = &outcome.failed[0];
-                        tracing::warn!(%reason, "Redis Cluster subscriptions broke; restoring");
-                    }
-                    broken = true;
-                    shared.set_connected(false);
-                    scheduled = true;
                     retry.as_mut().reset(Instant::now() + backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -124,10 +107,25 @@ pub(crate) async fn run(
             tracing::warn!(%reason, "Redis Cluster subscriptions broke; restoring");
             shared.set_connected(false);
             broken = true;
-            scheduled = true;
             retry.as_mut().reset(Instant::now());
         }
     }
+}
+
+/// Answers the held requests whose topic is now live, refused, or no
+/// longer wanted; the others wait for a later round.
+fn answer(
+    shared: &Shared,
+    shards: &Shards,
+    held: &mut Vec<Held>,
+    refused: &[(String, redis::RedisError)],
+) {
+    answer_held(held, |topic| {
+        match refused.iter().find(|(t, _)| t == topic) {
+            Some((_, e)) => Some(Err(e.clone())),
+            None => (!shared.wants(topic) || shards.is_live(topic)).then_some(Ok(())),
+        }
+    });
 }
 
 /// Hands a sharded message to the local channels it is for.
