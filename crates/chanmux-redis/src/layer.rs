@@ -315,7 +315,7 @@ fn instance_id() -> String {
 }
 
 impl Shared {
-    fn new(config: RedisLayerConfig) -> Arc<Shared> {
+    pub(crate) fn new(config: RedisLayerConfig) -> Arc<Shared> {
         let id = instance_id();
         Arc::new(Shared {
             process_topic: Joined(&config.prefix, ":p:", &id).to_string(),

@@ -5,7 +5,6 @@
 use chanmux_redis::testing as support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chanmux::layer::{ChannelLayer, ChannelName, Deliver, GroupName, Message, SharedLayer};
@@ -209,62 +208,6 @@ async fn group_placed(cluster: &support::RedisCluster, other: &str, same: bool) 
         }
     }
     unreachable!()
-}
-
-/// Records whether `layer` ever said it was not connected, checking every
-/// millisecond until the returned task is aborted.
-fn watch_disconnects(layer: &RedisLayer) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
-    let seen_down = Arc::new(AtomicBool::new(false));
-    let (layer, seen) = (layer.clone(), seen_down.clone());
-    let watcher = tokio::spawn(async move {
-        loop {
-            if !layer.is_connected() {
-                seen.store(true, Ordering::SeqCst);
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    });
-    (seen_down, watcher)
-}
-
-/// redis-rs forwards the confirmation of an `SUNSUBSCRIBE` as a push as
-/// well as returning it: leaving a group and joining it again at once, that
-/// push may be read after the topic is subscribed again, and must not be
-/// taken for the server dropping the subscription (which would close the
-/// shard's connection, and lose its messages for a while).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leaving_and_joining_a_group_again_at_once_keeps_its_shards_connection() {
-    let cluster = support::RedisCluster::start().await;
-    let (a, b) = (connect(&cluster).await, connect(&cluster).await);
-    // `stay` keeps the shard's connection open while `flip` is left.
-    let stay = GroupName::new("stay").unwrap();
-    let flip = group_placed(&cluster, "stay", true).await;
-    let (member, mut inbox) = mailbox(&a);
-    a.group_add(&stay, &member).await.unwrap();
-    a.group_add(&flip, &member).await.unwrap();
-    let (seen_down, watcher) = watch_disconnects(&a);
-    for _ in 0..30 {
-        a.group_discard(&flip, &member).await.unwrap();
-        a.group_add(&flip, &member).await.unwrap();
-    }
-    b.group_send(&stay, event(1)).await.unwrap();
-    b.group_send(&flip, event(2)).await.unwrap();
-    receive(&mut inbox, 1).await;
-    receive(&mut inbox, 2).await;
-    watcher.abort();
-    assert!(
-        !seen_down.load(Ordering::SeqCst),
-        "a confirmation of ours was taken for a lost subscription"
-    );
-    assert_eq!(
-        cluster
-            .shard_channels("chanmux:g:*")
-            .await
-            .iter()
-            .map(|(_, topics)| topics.len())
-            .sum::<usize>(),
-        2
-    );
 }
 
 /// While one shard's master is down and not yet replaced, a group on

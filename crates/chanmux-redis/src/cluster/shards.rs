@@ -474,3 +474,54 @@ pub(crate) fn bytes(value: &Value) -> Option<&[u8]> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RedisLayerConfig;
+    use crate::testing::RedisCluster;
+    use redis::IntoConnectionInfo;
+
+    /// The interleaving behind a review finding: redis-rs forwards the
+    /// confirmation of our `SUNSUBSCRIBE` as a push as well as returning
+    /// it, so after leaving a topic and subscribing it again at once, the
+    /// task may read that push when the topic is subscribed again. It must
+    /// not be taken for the server unsubscribing the topic (which closes
+    /// the shard's connection and loses its messages for a while).
+    #[tokio::test]
+    async fn a_late_confirmation_of_our_unsubscription_is_not_taken_for_the_servers() {
+        let cluster = RedisCluster::start().await;
+        let seeds = cluster
+            .urls()
+            .iter()
+            .map(|url| url.as_str().into_connection_info().unwrap())
+            .collect();
+        let shared = Shared::new(RedisLayerConfig::default());
+        let (mut shards, mut pushes) = Shards::new(shared, seeds, Duration::from_secs(2));
+        assert!(shards.sync().await.failed.is_empty());
+        // Two topics on one master: `stay` keeps the connection open.
+        let stay = "chanmux:g:stay".to_owned();
+        let port = cluster.master_of(&stay).await;
+        let mut flip = String::new();
+        for i in 0.. {
+            flip = format!("chanmux:g:flip{i}");
+            if cluster.master_of(&flip).await == port {
+                break;
+            }
+        }
+        let outcome = shards.subscribe(vec![stay.clone(), flip.clone()]).await;
+        assert!(outcome.failed.is_empty(), "{outcome:?}");
+
+        shards.unsubscribe(&flip).await.unwrap();
+        let outcome = shards.subscribe(vec![flip.clone()]).await;
+        assert!(outcome.failed.is_empty(), "{outcome:?}");
+        // Only now the pushes: the confirmation was queued during unsubscribe.
+        let mut confirmations = 0;
+        while let Ok((id, push)) = pushes.control.try_recv() {
+            confirmations += usize::from(push.kind == redis::PushKind::SUnsubscribe);
+            shards.on_push(id, &push).unwrap();
+        }
+        assert_eq!(confirmations, 1);
+        assert!(shards.is_live(&stay) && shards.is_live(&flip));
+    }
+}
