@@ -57,6 +57,52 @@ enum Publisher {
     Cluster(ClusterConnection),
 }
 
+impl Publisher {
+    /// The publishing command: `PUBLISH` or `SPUBLISH`.
+    fn command(&self) -> &'static str {
+        match self {
+            Publisher::Server(_) => "PUBLISH",
+            Publisher::Cluster(_) => "SPUBLISH",
+        }
+    }
+}
+
+/// Either connection, so a command is written and queried once.
+impl redis::aio::ConnectionLike for Publisher {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Publisher::Server(connection) => connection.req_packed_command(cmd),
+            Publisher::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Publisher::Server(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+            Publisher::Cluster(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Publisher::Server(connection) => connection.get_db(),
+            Publisher::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
 /// What the layer and its subscriber task both see.
 pub(crate) struct Shared {
     /// `<prefix>:p:<id>`: where this instance's channels receive.
@@ -92,6 +138,16 @@ pub enum ConnectError {
     },
 }
 
+impl ConnectError {
+    /// Makes [`ConnectError::Unreachable`] errors for `url`.
+    fn unreachable(url: &str) -> impl Fn(String) -> ConnectError + '_ {
+        move |reason| ConnectError::Unreachable {
+            url: url.to_owned(),
+            reason,
+        }
+    }
+}
+
 impl RedisLayer {
     /// Connects to the Redis at `url` (e.g. `redis://127.0.0.1:6379/`) with
     /// default settings.
@@ -117,10 +173,7 @@ impl RedisLayer {
             url: url.to_owned(),
             source,
         })?;
-        let unreachable = |reason: String| ConnectError::Unreachable {
-            url: url.to_owned(),
-            reason,
-        };
+        let unreachable = ConnectError::unreachable(url);
         let wait = config.operation_timeout;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(wait))
@@ -146,22 +199,12 @@ impl RedisLayer {
             .await
             .map_err(|_| unreachable(format!("no answer within {wait:?}")))?
             .map_err(|e| unreachable(e.to_string()))?;
-        let (commands, commands_rx) = mpsc::unbounded_channel();
-        let subscriber = tokio::spawn(subscriber::run(
-            client,
-            shared.clone(),
-            sink,
-            stream,
-            commands_rx,
-        ));
-        Ok(RedisLayer {
-            inner: Arc::new(Inner {
-                shared,
-                publisher: Publisher::Server(publisher),
-                commands,
-                subscriber,
-            }),
-        })
+        let task_shared = shared.clone();
+        Ok(RedisLayer::start(
+            shared,
+            Publisher::Server(publisher),
+            |commands| subscriber::run(client, task_shared, sink, stream, commands),
+        ))
     }
 
     /// Connects to the Redis Cluster (Redis 7 or later) that `seeds` belong
@@ -192,10 +235,7 @@ impl RedisLayer {
         config: RedisLayerConfig,
     ) -> Result<Self, ConnectError> {
         let url = seeds.join(",");
-        let unreachable = |reason: String| ConnectError::Unreachable {
-            url: url.clone(),
-            reason,
-        };
+        let unreachable = ConnectError::unreachable(&url);
         let infos = seeds
             .iter()
             .map(|seed| {
@@ -213,11 +253,14 @@ impl RedisLayer {
         // Subscriptions first: they read the topology, so a seed that is
         // not a cluster node fails here with Redis's reason.
         let shared = Shared::new(config);
-        let (mut shards, pushes) = cluster::subscriber::Shards::new(infos.clone(), wait);
-        timeout(wait * 2, shards.sync(&shared))
+        let (mut shards, pushes) =
+            cluster::shards::Shards::new(shared.clone(), infos.clone(), wait);
+        let outcome = timeout(wait * 2, shards.sync())
             .await
-            .map_err(|_| unreachable(format!("no answer within {:?}", wait * 2)))?
-            .map_err(unreachable)?;
+            .map_err(|_| unreachable(format!("no answer within {:?}", wait * 2)))?;
+        if let Some(trouble) = outcome.failed.first() {
+            return Err(unreachable(trouble.to_string()));
+        }
         shared.set_connected(true);
         let client = ClusterClientBuilder::new(infos)
             .connection_timeout(wait)
@@ -228,21 +271,33 @@ impl RedisLayer {
             .await
             .map_err(|_| unreachable(format!("no answer within {wait:?}")))?
             .map_err(|e| unreachable(e.to_string()))?;
+        Ok(RedisLayer::start(
+            shared,
+            Publisher::Cluster(publisher),
+            |commands| cluster::subscriber::run(shards, pushes, commands),
+        ))
+    }
+
+    /// A connected layer: its subscriber task (`subscriber`, given the
+    /// layer's command queue) spawned.
+    fn start<F>(
+        shared: Arc<Shared>,
+        publisher: Publisher,
+        subscriber: impl FnOnce(mpsc::UnboundedReceiver<Command>) -> F,
+    ) -> RedisLayer
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         let (commands, commands_rx) = mpsc::unbounded_channel();
-        let subscriber = tokio::spawn(cluster::subscriber::run(
-            shared.clone(),
-            shards,
-            pushes,
-            commands_rx,
-        ));
-        Ok(RedisLayer {
+        let subscriber = tokio::spawn(subscriber(commands_rx));
+        RedisLayer {
             inner: Arc::new(Inner {
                 shared,
-                publisher: Publisher::Cluster(publisher),
+                publisher,
                 commands,
                 subscriber,
             }),
-        })
+        }
     }
 
     /// Whether the subscriptions are live right now: the subscription
@@ -266,18 +321,10 @@ impl RedisLayer {
         // The connections time out first (and reconnect); this is a backstop
         // (on a cluster, also for its retries while a shard fails over).
         let wait = self.shared().config.operation_timeout + Duration::from_secs(1);
-        let published = match self.inner.publisher.clone() {
-            Publisher::Server(mut connection) => {
-                let mut command = redis::cmd("PUBLISH");
-                command.arg(topic).arg(payload);
-                timeout(wait, command.query_async::<i64>(&mut connection)).await
-            }
-            Publisher::Cluster(mut connection) => {
-                let mut command = redis::cmd("SPUBLISH");
-                command.arg(topic).arg(payload);
-                timeout(wait, command.query_async::<i64>(&mut connection)).await
-            }
-        };
+        let mut publisher = self.inner.publisher.clone();
+        let mut command = redis::cmd(publisher.command());
+        command.arg(topic).arg(payload);
+        let published = timeout(wait, command.query_async::<i64>(&mut publisher)).await;
         match published {
             Ok(Ok(_receivers)) => Ok(()),
             Ok(Err(e)) => Err(LayerError::Backend(Box::new(e))),
@@ -317,7 +364,7 @@ fn instance_id() -> String {
 }
 
 impl Shared {
-    fn new(config: RedisLayerConfig) -> Arc<Shared> {
+    pub(crate) fn new(config: RedisLayerConfig) -> Arc<Shared> {
         let id = instance_id();
         Arc::new(Shared {
             process_topic: Joined(&config.prefix, ":p:", &id).to_string(),
@@ -334,6 +381,12 @@ impl Shared {
     pub(crate) fn set_connected(&self, up: bool) {
         self.connected.store(up, Ordering::Release);
         metrics::gauge!(chanmux_core::layer::LAYER_UP).set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// Counts a message received from Redis but dropped before dispatch
+    /// (the subscriber task fell behind).
+    pub(crate) fn count_dropped(&self) {
+        self.local.count_dropped();
     }
 
     fn local(&self) -> MutexGuard<'_, Registry> {

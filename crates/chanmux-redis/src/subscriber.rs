@@ -12,13 +12,16 @@ use tokio::time::timeout;
 
 use crate::layer::Shared;
 
-/// First pause before reconnecting; it doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// First pause before reconnecting (on a cluster: syncing again); it
+/// doubles up to [`MAX_BACKOFF`].
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// How often an idle subscription connection is checked with a PING, so a
-/// connection that died silently (no FIN, no RST) is noticed.
-const KEEPALIVE: Duration = Duration::from_secs(10);
+/// connection that died silently (no FIN, no RST) is noticed (on a
+/// cluster, the topology is read again too, for a slot that moved without
+/// telling).
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// Requests from the layer to the subscriber task.
 pub(crate) enum Command {
@@ -32,6 +35,27 @@ type Ack = oneshot::Sender<RedisResult<()>>;
 
 /// A subscribe request waiting for the connection to come back.
 pub(crate) type Held = (String, Ack);
+
+/// Answers the held requests that `verdict` has an answer for and keeps the
+/// others; requests whose caller stopped waiting (timed out) are dropped.
+pub(crate) fn answer_held(
+    held: &mut Vec<Held>,
+    mut verdict: impl FnMut(&str) -> Option<RedisResult<()>>,
+) {
+    let mut kept = Vec::new();
+    for (topic, ack) in held.drain(..) {
+        if ack.is_closed() {
+            continue;
+        }
+        match verdict(&topic) {
+            Some(outcome) => {
+                let _ = ack.send(outcome);
+            }
+            None => kept.push((topic, ack)),
+        }
+    }
+    *held = kept;
+}
 
 /// Why serving a connection stopped.
 enum Stop {
@@ -58,13 +82,12 @@ pub(crate) async fn run(
     loop {
         // Topics are read after (re)connecting, so these are subscribed,
         // unless Redis refused the topic.
-        for (topic, ack) in held.drain(..) {
-            let outcome = match refused.iter().find(|(t, _)| *t == topic) {
+        answer_held(&mut held, |topic| {
+            Some(match refused.iter().find(|(t, _)| t == topic) {
                 Some((_, e)) => Err(e.clone()),
                 None => Ok(()),
-            };
-            let _ = ack.send(outcome);
-        }
+            })
+        });
         if let Stop::LayerGone =
             serve(&shared, &mut sink, &mut stream, &mut commands, &mut held).await
         {

@@ -9,6 +9,9 @@
 //! the layer must know when a subscription is live (for `group_add` and
 //! `is_up`) and must notice a failover even when it publishes nothing.
 
+pub(crate) mod pushes;
+pub(crate) mod shards;
 pub(crate) mod slot;
 pub(crate) mod subscriber;
 pub(crate) mod topology;
+pub(crate) mod trouble;

@@ -4,8 +4,33 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::{ConnectionAddr, ConnectionInfo, Value};
+use redis::aio::MultiplexedConnection;
+use redis::{ConnectionAddr, ConnectionInfo, RedisError, Value};
 use tokio::time::timeout;
+
+/// Why no topology was read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TopologyError {
+    /// There was no node to ask.
+    #[error("no node to ask")]
+    NoNode,
+    /// A node could not be reached, or answered with an error.
+    #[error("{node}: {source}")]
+    Redis {
+        node: NodeAddr,
+        #[source]
+        source: RedisError,
+    },
+    /// A node did not connect and answer within the operation timeout.
+    #[error("{node}: no answer within {wait:?}")]
+    Timeout { node: NodeAddr, wait: Duration },
+    /// The reply was not shaped like a `CLUSTER SLOTS` reply.
+    #[error("unexpected CLUSTER SLOTS reply from {0}")]
+    Malformed(NodeAddr),
+    /// The node does not know of any slot yet (a cluster being created).
+    #[error("{0} serves no slots yet")]
+    NoSlots(NodeAddr),
+}
 
 /// A node's address, as the cluster announces it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -83,8 +108,8 @@ impl Topology {
 
     /// Parses a `CLUSTER SLOTS` reply from the node at `queried` (whose
     /// address stands for an empty or unknown announced IP, as Redis means it).
-    pub(crate) fn parse(reply: &Value, queried: &NodeAddr) -> Result<Topology, String> {
-        let malformed = || format!("unexpected CLUSTER SLOTS reply from {queried}");
+    pub(crate) fn parse(reply: &Value, queried: &NodeAddr) -> Result<Topology, TopologyError> {
+        let malformed = || TopologyError::Malformed(queried.clone());
         let Value::Array(entries) = reply else {
             return Err(malformed());
         };
@@ -121,33 +146,52 @@ impl Topology {
         candidates: &[NodeAddr],
         template: &ConnectionInfo,
         wait: Duration,
-    ) -> Result<Topology, String> {
-        let mut last_error = "no node to ask".to_owned();
+    ) -> Result<Topology, TopologyError> {
+        let mut last_error = TopologyError::NoNode;
         for node in candidates {
-            match timeout(wait, Self::fetch_from(node, template)).await {
+            let fetch = async {
+                let redis = |source| TopologyError::Redis {
+                    node: node.clone(),
+                    source,
+                };
+                let client = redis::Client::open(node.connection_info(template)).map_err(redis)?;
+                let mut connection = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(redis)?;
+                Self::query(&mut connection, node).await
+            };
+            match timeout(wait, fetch).await {
                 Ok(Ok(topology)) => return Ok(topology),
-                Ok(Err(e)) => last_error = format!("{node}: {e}"),
-                Err(_) => last_error = format!("{node}: no answer within {wait:?}"),
+                Ok(Err(e)) => last_error = e,
+                Err(_) => {
+                    last_error = TopologyError::Timeout {
+                        node: node.clone(),
+                        wait,
+                    };
+                }
             }
         }
         Err(last_error)
     }
 
-    async fn fetch_from(node: &NodeAddr, template: &ConnectionInfo) -> Result<Topology, String> {
-        let client =
-            redis::Client::open(node.connection_info(template)).map_err(|e| e.to_string())?;
-        let mut connection = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| e.to_string())?;
+    /// Reads the topology over `connection`, to `node` (the caller bounds
+    /// the wait).
+    pub(crate) async fn query(
+        connection: &mut MultiplexedConnection,
+        node: &NodeAddr,
+    ) -> Result<Topology, TopologyError> {
         let reply: Value = redis::cmd("CLUSTER")
             .arg("SLOTS")
-            .query_async(&mut connection)
+            .query_async(connection)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| TopologyError::Redis {
+                node: node.clone(),
+                source,
+            })?;
         let topology = Topology::parse(&reply, node)?;
         if topology.ranges.is_empty() {
-            return Err(format!("{node} serves no slots yet"));
+            return Err(TopologyError::NoSlots(node.clone()));
         }
         Ok(topology)
     }

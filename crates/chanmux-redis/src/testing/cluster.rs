@@ -136,6 +136,24 @@ impl RedisCluster {
     /// When that does not happen within 30 s.
     pub async fn stop_master_of(&mut self, key: &str) -> u16 {
         let slot = self.slot(key).await;
+        let old = self.kill_master_of(key).await;
+        let this = &*self;
+        wait_until("a replica to take over", || async move {
+            matches!(this.master_of_slot(slot).await, Some(port) if port != old)
+                && this.is_settled().await
+        })
+        .await;
+        self.master_of_slot(slot).await.expect("a new master")
+    }
+
+    /// Kills the master serving `key`'s slot and returns its port at once,
+    /// before the cluster notices (see [`stop_master_of`](Self::stop_master_of)
+    /// to wait for a replica to take over).
+    ///
+    /// # Panics
+    ///
+    /// When no running node answers.
+    pub async fn kill_master_of(&mut self, key: &str) -> u16 {
         let old = self.master_of(key).await;
         let node = self
             .nodes
@@ -145,13 +163,7 @@ impl RedisCluster {
         if let Some(mut child) = node.child.take() {
             let _ = child.kill().await;
         }
-        let this = &*self;
-        wait_until("a replica to take over", || async move {
-            matches!(this.master_of_slot(slot).await, Some(port) if port != old)
-                && this.is_settled().await
-        })
-        .await;
-        self.master_of_slot(slot).await.expect("a new master")
+        old
     }
 
     /// `PUBSUB SHARDCHANNELS pattern` on every running node: the shard
