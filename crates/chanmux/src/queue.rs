@@ -297,8 +297,15 @@ impl<T> Sender<T> {
     ///
     /// Cancel safe: nothing is reserved unless this returns.
     pub(crate) async fn reserve(&self) -> Result<Permit<'_, T>, Closed<()>> {
+        // Counted as waiting from the first look that finds no room until
+        // this returns (or is cancelled), so no spare send takes the slot
+        // it is woken for.
+        let mut waiting = None;
         loop {
-            let room = self.shared.room.notified();
+            let mut room = std::pin::pin!(self.shared.room.notified());
+            // Registered before the look: every slot freed from here on
+            // wakes a waiter, however many wait at once.
+            room.as_mut().enable();
             {
                 let mut state = self.shared.state();
                 if state.closed {
@@ -310,11 +317,11 @@ impl<T> Sender<T> {
                         shared: &self.shared,
                     });
                 }
-                state.senders_waiting += 1;
+                if waiting.is_none() {
+                    state.senders_waiting += 1;
+                }
             }
-            let _waiting = Waiting(&self.shared);
-            // A slot freed between the check and here left a stored
-            // notification, so this does not miss it.
+            waiting.get_or_insert_with(|| Waiting(&self.shared));
             room.await;
         }
     }

@@ -432,8 +432,20 @@ impl Context {
         };
         // Checked again under the queue's lock: a close queues its `closed`
         // frame after changing the state, so the client never gets a
-        // broadcast for a stream it has been told is closed.
-        let open = || self.state() == ACCEPTED && socket.state() == ACCEPTED;
+        // broadcast for a stream it has been told is closed (at any level
+        // of nesting).
+        let open = || {
+            let mut ctx = self;
+            loop {
+                if ctx.state() != ACCEPTED {
+                    return false;
+                }
+                match &ctx.inner.link {
+                    Link::Stream(link) => ctx = link.demux.parent(),
+                    Link::Socket(_) => return true,
+                }
+            }
+        };
         let queued = link
             .outbound
             .try_send_spare(Outbound::Text(Text::frame(frame)), open)
