@@ -193,7 +193,6 @@ impl RedisLayer {
         .map_err(|e| unreachable(e.to_string()))?;
 
         let shared = Shared::new(config);
-        shared.set_connected(true);
         let (mut sink, stream) = pubsub.split();
         timeout(wait, sink.subscribe(shared.topics()))
             .await
@@ -261,7 +260,6 @@ impl RedisLayer {
         if let Some(trouble) = outcome.failed.first() {
             return Err(unreachable(trouble.to_string()));
         }
-        shared.set_connected(true);
         let client = ClusterClientBuilder::new(infos)
             .connection_timeout(wait)
             .response_timeout(wait)
@@ -288,6 +286,8 @@ impl RedisLayer {
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        // Up once everything is: a layer that failed to connect never said so.
+        shared.set_connected(true);
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let subscriber = tokio::spawn(subscriber(commands_rx));
         RedisLayer {

@@ -190,8 +190,13 @@ async fn reconnect(
                 () = &mut pause => break,
                 command = commands.recv() => match command {
                     None => return None,
-                    // The membership is recorded; the topic is subscribed on reconnect.
-                    Some(Command::Subscribe(topic, ack)) => held.push((topic, ack)),
+                    // The membership is recorded; the topic is subscribed on
+                    // reconnect. Requests whose callers gave up are let go,
+                    // so a long outage holds no more than are waiting.
+                    Some(Command::Subscribe(topic, ack)) => {
+                        held.retain(|(_, ack)| !ack.is_closed());
+                        held.push((topic, ack));
+                    }
                     Some(Command::Unsubscribe(_)) => {}
                 },
             }

@@ -21,7 +21,7 @@ use tokio::time::timeout;
 
 use super::pushes::{self, Receivers, Senders};
 use super::slot::slot;
-use super::topology::{NodeAddr, Topology};
+use super::topology::{NodeAddr, Topology, first_answer};
 use super::trouble::Trouble;
 use crate::layer::Shared;
 use crate::subscriber::is_connection_error;
@@ -88,6 +88,21 @@ struct NodeRound {
     lost: bool,
 }
 
+impl NodeRound {
+    /// A round the node did not finish in time: its connection is closed
+    /// (what it did subscribe goes with it) and the topics retried.
+    fn hung(addr: &NodeAddr, wait: Duration) -> Self {
+        NodeRound {
+            refused: Vec::new(),
+            trouble: Some(Trouble::Timeout {
+                addr: addr.clone(),
+                wait,
+            }),
+            lost: true,
+        }
+    }
+}
+
 impl Shards {
     /// A task state with no connections yet; `seeds` must not be empty.
     pub(crate) fn new(
@@ -151,6 +166,20 @@ impl Shards {
                     .iter()
                     .all(|t| topology.master_of(slot(t.as_bytes())) == Some(addr))
         });
+        // Subscribed, but no longer wanted (its last member left while it
+        // was being subscribed): left, so no stale subscription stays.
+        let wanted: HashSet<&str> = topics.iter().map(String::as_str).collect();
+        let unwanted: Vec<String> = self
+            .nodes
+            .values()
+            .flat_map(|node| node.topics.iter())
+            .filter(|t| !wanted.contains(t.as_str()))
+            .cloned()
+            .collect();
+        for topic in unwanted {
+            // A failure closes that connection; the round below reconnects.
+            let _ = self.unsubscribe(&topic).await;
+        }
         self.subscribe(topics).await
     }
 
@@ -197,7 +226,14 @@ impl Shards {
             .iter_mut()
             .filter_map(|(addr, node)| {
                 let topics = wanted.remove(addr)?;
-                Some(async move { (addr.clone(), node.subscribe(addr, topics, wait).await) })
+                Some(async move {
+                    // One timeout for the node's whole round: a hung master
+                    // costs one, however many topics wait on it.
+                    let round = timeout(wait, node.subscribe(addr, topics, wait))
+                        .await
+                        .unwrap_or_else(|_| NodeRound::hung(addr, wait));
+                    (addr.clone(), round)
+                })
             })
             .collect::<Vec<_>>();
         for (addr, round) in join_all(rounds).await {
@@ -378,18 +414,17 @@ impl Shards {
         })
     }
 
-    /// Reads the topology: over a subscription connection if there is one
-    /// (RESP3 takes ordinary commands on it, so no new connection is made
-    /// every keepalive), else from the last topology's masters, then the
-    /// seeds.
+    /// Reads the topology: over the subscription connections if there are
+    /// any (RESP3 takes ordinary commands on them, so no new connection is
+    /// made every keepalive), else from the last topology's masters and the
+    /// seeds; each group asked at once, so a hung node costs one timeout.
     async fn read_topology(&self) -> Result<Topology, super::topology::TopologyError> {
-        for (addr, node) in &self.nodes {
+        let over_connections = self.nodes.iter().map(|(addr, node)| {
             let mut connection = node.connection.clone();
-            if let Ok(Ok(topology)) =
-                timeout(self.wait, Topology::query(&mut connection, addr)).await
-            {
-                return Ok(topology);
-            }
+            Box::pin(async move { Topology::query(&mut connection, addr).await })
+        });
+        if let Ok(topology) = first_answer(over_connections, self.wait).await {
+            return Ok(topology);
         }
         let mut candidates: Vec<NodeAddr> = Vec::new();
         for addr in self.topology.masters().into_iter().chain(&self.seeds) {

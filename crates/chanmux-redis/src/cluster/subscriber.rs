@@ -2,14 +2,15 @@
 //! wants ([`Shared::topics`]) is `SSUBSCRIBE`d on the master serving its
 //! slot ([`Shards`]).
 //!
-//! The task keeps one desired state rather than reacting case by case.
-//! A new group's topic is just subscribed on its master (unless that
-//! master failed since the last full sync). Whatever may break the state (a connection lost or not
-//! answering a PING, a `MOVED` or `CLUSTERDOWN` answer, a server-sent
-//! `SUNSUBSCRIBE` because a slot moved away, a topology that changed under
-//! a keepalive check) calls for a full [`Shards::sync`]: topology read
-//! again, connections holding misplaced subscriptions closed, missing
-//! subscriptions made; retried with backoff until it succeeds. Each round
+//! The task keeps one desired state rather than reacting case by case. A
+//! new group's topic is just subscribed on its master (unless that master
+//! failed since the last full sync). Whatever may break the state (a
+//! connection lost or not answering a PING, a `MOVED` or `CLUSTERDOWN`
+//! answer, a server-sent `SUNSUBSCRIBE` because a slot moved away, a
+//! topology that changed under a keepalive check) calls for a full
+//! [`Shards::sync`]: topology read again, connections holding misplaced
+//! subscriptions closed, missing subscriptions made; retried with backoff
+//! until it succeeds. Each round
 //! answers the subscribe requests whose topics it made live, so a failing
 //! shard delays its own groups only. A failover is one of these: the dead
 //! master's connection drops, the topology names it until its replica is
@@ -78,7 +79,13 @@ pub(crate) async fn run(
             // waiting for the full sync of a shard failing over.
             () = std::future::ready(()), if pending => {
                 pending = false;
-                let outcome = shards.subscribe(held.iter().map(|(t, _)| t.clone()).collect()).await;
+                // Only what is still wanted: a member may have left since.
+                let topics = held
+                    .iter()
+                    .filter(|(topic, _)| shared.wants(topic))
+                    .map(|(topic, _)| topic.clone())
+                    .collect();
+                let outcome = shards.subscribe(topics).await;
                 answer(&shared, &shards, &mut held, &outcome.refused);
                 outcome.failed.into_iter().next()
             }

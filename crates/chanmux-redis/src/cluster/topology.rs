@@ -21,9 +21,9 @@ pub(crate) enum TopologyError {
         #[source]
         source: RedisError,
     },
-    /// A node did not connect and answer within the operation timeout.
-    #[error("{node}: no answer within {wait:?}")]
-    Timeout { node: NodeAddr, wait: Duration },
+    /// No node connected and answered within the operation timeout.
+    #[error("no node answered within {0:?}")]
+    NoAnswer(Duration),
     /// The reply was not shaped like a `CLUSTER SLOTS` reply.
     #[error("unexpected CLUSTER SLOTS reply from {0}")]
     Malformed(NodeAddr),
@@ -140,16 +140,16 @@ impl Topology {
         Ok(Topology { ranges })
     }
 
-    /// Reads the topology from the first of `candidates` that answers,
-    /// each given `wait` to connect and answer.
+    /// Reads the topology from the first of `candidates` to answer: all are
+    /// asked at once, over new connections, so the whole read costs one
+    /// `wait` at most, however many of them are down or hung.
     pub(crate) async fn fetch(
         candidates: &[NodeAddr],
         template: &ConnectionInfo,
         wait: Duration,
     ) -> Result<Topology, TopologyError> {
-        let mut last_error = TopologyError::NoNode;
-        for node in candidates {
-            let fetch = async {
+        let asks = candidates.iter().map(|node| {
+            Box::pin(async move {
                 let redis = |source| TopologyError::Redis {
                     node: node.clone(),
                     source,
@@ -160,19 +160,9 @@ impl Topology {
                     .await
                     .map_err(redis)?;
                 Self::query(&mut connection, node).await
-            };
-            match timeout(wait, fetch).await {
-                Ok(Ok(topology)) => return Ok(topology),
-                Ok(Err(e)) => last_error = e,
-                Err(_) => {
-                    last_error = TopologyError::Timeout {
-                        node: node.clone(),
-                        wait,
-                    };
-                }
-            }
-        }
-        Err(last_error)
+            })
+        });
+        first_answer(asks, wait).await
     }
 
     /// Reads the topology over `connection`, to `node` (the caller bounds
@@ -209,6 +199,25 @@ fn text(value: &Value) -> Option<String> {
         Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),
         _ => None,
+    }
+}
+
+/// The first topology any of `asks` reads, all run at once within `wait`.
+pub(crate) async fn first_answer<F>(
+    asks: impl IntoIterator<Item = F>,
+    wait: Duration,
+) -> Result<Topology, TopologyError>
+where
+    F: Future<Output = Result<Topology, TopologyError>> + Unpin,
+{
+    let asks: Vec<F> = asks.into_iter().collect();
+    if asks.is_empty() {
+        return Err(TopologyError::NoNode);
+    }
+    match timeout(wait, futures_util::future::select_ok(asks)).await {
+        Ok(Ok((topology, _others))) => Ok(topology),
+        Ok(Err(last)) => Err(last),
+        Err(_) => Err(TopologyError::NoAnswer(wait)),
     }
 }
 
