@@ -2,35 +2,18 @@
 //! conformance, sharded delivery between two instances (as two processes),
 //! subscriptions only on the shards that serve them, and failover.
 
+mod common;
+
 use chanmux_redis::testing as support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chanmux::layer::{ChannelLayer, ChannelName, Deliver, GroupName, Message, SharedLayer};
+use chanmux::layer::{ChannelLayer, ChannelName, GroupName, Message, SharedLayer};
 use chanmux::testing::layer_conformance;
 use chanmux_redis::{ConnectError, RedisLayer, RedisLayerConfig};
-use serde_json::json;
+use common::{WAIT, event, mailbox, receive, send_until_received};
 use tokio::sync::mpsc;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Queue(mpsc::Sender<Message>);
-
-impl Deliver for Queue {
-    fn deliver(&self, message: &Message) -> bool {
-        self.0.try_send(message.clone()).is_ok()
-    }
-}
-
-fn mailbox(layer: &RedisLayer) -> (ChannelName, mpsc::Receiver<Message>) {
-    let (tx, rx) = mpsc::channel(64);
-    (layer.new_channel(Arc::new(Queue(tx))), rx)
-}
-
-fn event(n: u64) -> Message {
-    Message::new(&json!({"type": "test", "n": n})).unwrap()
-}
 
 async fn connect(cluster: &support::RedisCluster) -> RedisLayer {
     let urls = cluster.urls();
@@ -41,46 +24,35 @@ async fn connect(cluster: &support::RedisCluster) -> RedisLayer {
         .unwrap()
 }
 
-/// Waits for a message numbered `n`, skipping others (earlier retries).
-async fn receive(inbox: &mut mpsc::Receiver<Message>, n: u64) {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let message = inbox.recv().await.expect("open");
-            if message.json::<serde_json::Value>().unwrap()["n"] == n {
-                return;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("message {n} did not arrive"));
+/// Two instances (as two processes), each with one member in `room.x`.
+struct Room {
+    a: RedisLayer,
+    b: RedisLayer,
+    room: GroupName,
+    in_a: ChannelName,
+    inbox_a: mpsc::Receiver<Message>,
+    in_b: ChannelName,
+    inbox_b: mpsc::Receiver<Message>,
 }
 
-/// Sends with `send` until a message numbered `n` arrives, skipping others
-/// (earlier events still queued): messages sent while a shard fails over
-/// are lost (at most once), and sends may fail meanwhile.
-async fn send_until_received<F, Fut>(send: F, inbox: &mut mpsc::Receiver<Message>, n: u64)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future,
-{
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let _ = send().await;
-            let arrived = tokio::time::timeout(Duration::from_millis(200), async {
-                while let Some(message) = inbox.recv().await {
-                    if message.json::<serde_json::Value>().unwrap()["n"] == n {
-                        return true;
-                    }
-                }
-                false
-            });
-            if let Ok(true) = arrived.await {
-                return;
-            }
+impl Room {
+    async fn join(cluster: &support::RedisCluster) -> Room {
+        let (a, b) = (connect(cluster).await, connect(cluster).await);
+        let room = GroupName::new("room.x").unwrap();
+        let (in_a, inbox_a) = mailbox(&a);
+        let (in_b, inbox_b) = mailbox(&b);
+        a.group_add(&room, &in_a).await.unwrap();
+        b.group_add(&room, &in_b).await.unwrap();
+        Room {
+            a,
+            b,
+            room,
+            in_a,
+            inbox_a,
+            in_b,
+            inbox_b,
         }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("message {n} did not reach its recipient again"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,12 +70,15 @@ async fn the_cluster_layer_passes_the_conformance_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_deliver_each_others_messages_subscribing_only_on_the_groups_shards() {
     let cluster = support::RedisCluster::start().await;
-    let (a, b) = (connect(&cluster).await, connect(&cluster).await);
-    let room = GroupName::new("room.x").unwrap();
-    let (in_a, mut inbox_a) = mailbox(&a);
-    let (in_b, mut inbox_b) = mailbox(&b);
-    a.group_add(&room, &in_a).await.unwrap();
-    b.group_add(&room, &in_b).await.unwrap();
+    let Room {
+        a,
+        b,
+        room,
+        in_a,
+        mut inbox_a,
+        in_b,
+        mut inbox_b,
+    } = Room::join(&cluster).await;
     a.group_send(&room, event(1)).await.unwrap();
     receive(&mut inbox_a, 1).await;
     receive(&mut inbox_b, 1).await;
@@ -166,12 +141,15 @@ async fn two_instances_deliver_each_others_messages_subscribing_only_on_the_grou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_resumes_after_a_groups_master_fails_over() {
     let mut cluster = support::RedisCluster::start().await;
-    let (a, b) = (connect(&cluster).await, connect(&cluster).await);
-    let room = GroupName::new("room.x").unwrap();
-    let (in_a, mut inbox_a) = mailbox(&a);
-    let (in_b, mut inbox_b) = mailbox(&b);
-    a.group_add(&room, &in_a).await.unwrap();
-    b.group_add(&room, &in_b).await.unwrap();
+    let Room {
+        a,
+        b,
+        room,
+        in_a,
+        mut inbox_a,
+        in_b,
+        mut inbox_b,
+    } = Room::join(&cluster).await;
     a.group_send(&room, event(1)).await.unwrap();
     receive(&mut inbox_b, 1).await;
 

@@ -1,34 +1,16 @@
 //! Redis missing at start, and Redis restarted under a running layer, with a
 //! real redis-server that the test stops and starts.
 
+mod common;
+
 use chanmux_redis::testing as support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chanmux::layer::{ChannelLayer, ChannelName, Deliver, GroupName, Message};
+use chanmux::layer::{ChannelLayer, GroupName};
 use chanmux_redis::{ConnectError, LayerError, RedisLayer, RedisLayerConfig};
-use serde_json::json;
-use tokio::sync::mpsc;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Queue(mpsc::Sender<Message>);
-
-impl Deliver for Queue {
-    fn deliver(&self, message: &Message) -> bool {
-        self.0.try_send(message.clone()).is_ok()
-    }
-}
-
-fn mailbox(layer: &RedisLayer) -> (ChannelName, mpsc::Receiver<Message>) {
-    let (tx, rx) = mpsc::channel(64);
-    (layer.new_channel(Arc::new(Queue(tx))), rx)
-}
-
-fn event(n: u64) -> Message {
-    Message::new(&json!({"type": "test", "n": n})).unwrap()
-}
+use common::{WAIT, event, mailbox, receive, send_until_received};
 
 async fn wait_for(what: &str, condition: impl Fn() -> bool) {
     tokio::time::timeout(WAIT, async {
@@ -38,27 +20,6 @@ async fn wait_for(what: &str, condition: impl Fn() -> bool) {
     })
     .await
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-}
-
-/// Group-sends until one arrives: after an outage, the first publishes may
-/// still fail while the publishing connection comes back.
-async fn send_until_received(
-    layer: &RedisLayer,
-    group: &GroupName,
-    inbox: &mut mpsc::Receiver<Message>,
-) {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let _ = layer.group_send(group, event(7)).await;
-            if let Ok(Some(_)) =
-                tokio::time::timeout(Duration::from_millis(200), inbox.recv()).await
-            {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("group sends reach members again after Redis is back");
 }
 
 #[tokio::test]
@@ -121,20 +82,18 @@ async fn the_layer_reconnects_and_resubscribes_after_redis_restarts() {
         .await
         .unwrap()
         .expect("the join completes once Redis is back");
-    send_until_received(&sender, &group, &mut inbox).await;
-    send_until_received(&sender, &late_group, &mut late_inbox).await;
+    // After an outage the first publishes may still fail while the
+    // publishing connection comes back.
+    send_until_received(|| sender.group_send(&group, event(7)), &mut inbox, 7).await;
+    send_until_received(
+        || sender.group_send(&late_group, event(8)),
+        &mut late_inbox,
+        8,
+    )
+    .await;
     // Direct channel sends work again too.
     sender.send(&member, event(9)).await.unwrap();
-    let message = tokio::time::timeout(WAIT, async {
-        loop {
-            let message = inbox.recv().await.expect("open");
-            if message.json::<serde_json::Value>().unwrap()["n"] == 9 {
-                return message;
-            }
-        }
-    })
-    .await
-    .expect("the direct send arrives");
+    let message = receive(&mut inbox, 9).await;
     assert_eq!(message.message_type(), "test");
 }
 
