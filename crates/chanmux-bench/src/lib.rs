@@ -8,8 +8,11 @@
 //!   and the server's CPU per delivery ([`cpu`]).
 //! - [`chaos`]: many actors misbehaving at once, then health and leak checks.
 //!
+//! [`ceiling`] holds what the ceiling servers share with chanmux.
+//!
 //! The figures it prints are measurements, not tests: nothing here asserts a time.
 
+pub mod ceiling;
 pub mod chaos;
 pub mod churn;
 pub mod cpu;

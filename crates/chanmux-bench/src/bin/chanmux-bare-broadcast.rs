@@ -17,9 +17,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context as _;
 use axum::Router;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use chanmux_bench::ceiling;
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -34,16 +34,6 @@ struct Args {
     addr: SocketAddr,
 }
 
-/// Frames queued for one connection. chanmux drops a group message when
-/// a member's queue is full rather than wait for a slow reader; so does this.
-const QUEUE: usize = 64;
-
-/// chanmux's ConnectionConfig defaults, as in `chanmux-bare-echo`: read
-/// buffer, write buffer, max message.
-const READ_BUFFER: usize = 1024;
-const WRITE_BUFFER: usize = 8 * 1024;
-const MAX_MESSAGE: usize = 8 * 1024 * 1024;
-
 /// Room name → (connection id, its queue). A plain mutex: it is held only
 /// to copy handles or push into non-blocking queues, never across an await.
 type Rooms = Arc<Mutex<HashMap<String, Vec<(u64, mpsc::Sender<Utf8Bytes>)>>>>;
@@ -51,24 +41,17 @@ type Rooms = Arc<Mutex<HashMap<String, Vec<(u64, mpsc::Sender<Utf8Bytes>)>>>>;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
-        .with_context(|| format!("binding {}", args.addr))?;
-    println!("listening on http://{}", listener.local_addr()?);
     let rooms = Rooms::default();
     let ids = Arc::new(AtomicU64::new(0));
     let app = Router::new().fallback(move |ws: WebSocketUpgrade| {
         let rooms = rooms.clone();
         let id = ids.fetch_add(1, Ordering::Relaxed);
         async move {
-            ws.read_buffer_size(READ_BUFFER)
-                .write_buffer_size(WRITE_BUFFER)
-                .max_message_size(MAX_MESSAGE)
+            ceiling::configure(ws, ceiling::default_read_buffer())
                 .on_upgrade(move |socket| connection(socket, id, rooms))
         }
     });
-    axum::serve(listener, app).await.context("serving")?;
-    Ok(())
+    ceiling::serve(args.addr, app).await
 }
 
 #[derive(Deserialize)]
@@ -90,7 +73,9 @@ struct Payload<'a> {
 /// Reads one connection's frames; its writer runs beside it.
 async fn connection(socket: WebSocket, id: u64, rooms: Rooms) {
     let (sink, mut stream) = socket.split();
-    let (queue, queued) = mpsc::channel(QUEUE);
+    // chanmux's outbound queue: like chanmux, a group message for a member
+    // whose queue is full is dropped rather than waited for.
+    let (queue, queued) = mpsc::channel(ceiling::outbound_capacity());
     let writer = tokio::spawn(write(sink, queued));
     let mut joined = Vec::new();
     while let Some(Ok(message)) = stream.next().await {

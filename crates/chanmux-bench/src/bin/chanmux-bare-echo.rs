@@ -4,9 +4,9 @@
 
 use std::net::SocketAddr;
 
-use anyhow::Context as _;
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use chanmux_bench::ceiling;
 use clap::Parser;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 
@@ -17,32 +17,18 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:8001")]
     addr: SocketAddr,
     /// Initial read buffer per connection, in bytes (chanmux's default: 1 KiB).
-    #[arg(long, default_value_t = chanmux_core_defaults().0)]
+    #[arg(long, default_value_t = ceiling::default_read_buffer())]
     read_buffer: usize,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
-        .with_context(|| format!("binding {}", args.addr))?;
-    println!("listening on http://{}", listener.local_addr()?);
-    let defaults = chanmux_core_defaults();
     let read_buffer = args.read_buffer;
     let app = Router::new().fallback(move |ws: WebSocketUpgrade| async move {
-        ws.read_buffer_size(read_buffer)
-            .write_buffer_size(defaults.1)
-            .max_message_size(defaults.2)
-            .on_upgrade(echo)
+        ceiling::configure(ws, read_buffer).on_upgrade(echo)
     });
-    axum::serve(listener, app).await.context("serving")?;
-    Ok(())
-}
-
-/// chanmux's ConnectionConfig defaults: read buffer, write buffer, max message.
-fn chanmux_core_defaults() -> (usize, usize, usize) {
-    (1024, 8 * 1024, 8 * 1024 * 1024)
+    ceiling::serve(args.addr, app).await
 }
 
 /// Echoes every message; like chanmux's writer, it writes what is already
