@@ -224,16 +224,8 @@ async fn a_data_frame_to_a_room_without_subscribing_is_delivered() {
 async fn rooms_reach_subscribers_on_another_process_through_redis() {
     let redis = chanmux_redis::testing::RedisServer::start().await;
     let url = redis.url();
-    let one = Server::start(&["--addr", "127.0.0.1:0", "--redis", &url]).await;
-    let two = Server::start(&["--addr", "127.0.0.1:0", "--redis", &url]).await;
-    let mut ann = Client::connect(&one).await;
-    let mut bob = Client::connect(&two).await;
-    for client in [&mut ann, &mut bob] {
-        assert_eq!(
-            client.subscribe("room:shared", None).await["subscribed"],
-            "room:shared"
-        );
-    }
+    let args = ["--addr", "127.0.0.1:0", "--redis", &url];
+    let (_servers, mut ann, mut bob) = subscribed_on_two_servers(&args, "room:shared").await;
     bob.send(json!({"stream": "room:shared", "payload": "from two"}))
         .await;
     for client in [&mut ann, &mut bob] {
@@ -249,16 +241,7 @@ async fn rooms_reach_another_process_through_a_redis_cluster_and_survive_a_failo
     let mut cluster = chanmux_redis::testing::RedisCluster::start().await;
     let seeds = cluster.urls().join(",");
     let args = ["--addr", "127.0.0.1:0", "--redis-cluster", &seeds];
-    let one = Server::start(&args).await;
-    let two = Server::start(&args).await;
-    let mut ann = Client::connect(&one).await;
-    let mut bob = Client::connect(&two).await;
-    for client in [&mut ann, &mut bob] {
-        assert_eq!(
-            client.subscribe("room:x", None).await["subscribed"],
-            "room:x"
-        );
-    }
+    let (_servers, mut ann, mut bob) = subscribed_on_two_servers(&args, "room:x").await;
     send_until_delivered(&mut ann, &mut bob, "ann").await;
     send_until_delivered(&mut bob, &mut ann, "bob").await;
 
@@ -267,6 +250,18 @@ async fn rooms_reach_another_process_through_a_redis_cluster_and_survive_a_failo
     // The same server processes, not restarted.
     send_until_delivered(&mut ann, &mut bob, "ann after failover").await;
     send_until_delivered(&mut bob, &mut ann, "bob after failover").await;
+}
+
+/// Two server processes started with `args`, and a client on each
+/// subscribed to `stream` (the servers live as long as the first value).
+async fn subscribed_on_two_servers(args: &[&str], stream: &str) -> ([Server; 2], Client, Client) {
+    let servers = [Server::start(args).await, Server::start(args).await];
+    let mut ann = Client::connect(&servers[0]).await;
+    let mut bob = Client::connect(&servers[1]).await;
+    for client in [&mut ann, &mut bob] {
+        assert_eq!(client.subscribe(stream, None).await["subscribed"], stream);
+    }
+    (servers, ann, bob)
 }
 
 /// Sends frames to `room:x` from `from` until `to` receives one: frames sent
