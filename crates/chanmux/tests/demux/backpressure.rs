@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chanmux::testing::{Communicator, Output};
 use chanmux::transport::CloseFrame;
-use chanmux::{BoxError, ConnectionConfig, Consumer, Context, Demultiplexer, Text};
+use chanmux::{BoxError, Consumer, Context, Demultiplexer, Text};
 use serde_json::json;
 
 use crate::support::*;
@@ -27,27 +27,6 @@ impl Consumer for Flood {
 struct Quiet;
 
 impl Consumer for Quiet {}
-
-/// Everything the client gets until the server is quiet.
-async fn drain(comm: &mut Communicator) -> Vec<String> {
-    let mut got = Vec::new();
-    while let Ok(output) = comm.receive_output().await {
-        got.push(match output {
-            Output::Text(text) => text,
-            other => format!("{other:?}"),
-        });
-    }
-    got
-}
-
-/// A client that reads one message at a time, over a two-frame outbound queue.
-fn slow_reader(demux: Demultiplexer, outbound: usize) -> Communicator {
-    let config = ConnectionConfig::default().with_outbound_capacity(outbound);
-    Communicator::new(demux, "/")
-        .config(config)
-        .client_buffer(1)
-        .receive_timeout(Duration::from_secs(2))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsubscribe_while_the_accept_waits_for_room_does_not_stall_the_connection() {

@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use chanmux::layer::{ChannelLayer, GroupName, InMemoryLayer, Message};
-use chanmux::testing::{Communicator, Output};
+use chanmux::testing::Communicator;
 use chanmux::{BoxError, ConnectionConfig, Consumer, Context, Demultiplexer, Text};
 use serde_json::{Value, json};
+
+use crate::support::{drain, slow_reader};
 
 /// Joins `room` and says `"joined"`. Counts the calls of its handlers; a
 /// payload `"block"` makes its handler wait until the consumer ends; an
@@ -181,10 +182,7 @@ async fn a_member_that_does_not_read_misses_frames_without_holding_up_the_rest()
     let mut reader = client(&room, FRAMES as usize);
     join(&mut reader).await;
     // Reads nothing: its client takes one message and its outbound queue four.
-    let mut stuck = Communicator::new(room.demux.clone(), "/")
-        .client_buffer(1)
-        .receive_timeout(Duration::from_millis(300))
-        .config(ConnectionConfig::default().with_outbound_capacity(4));
+    let mut stuck = slow_reader(room.demux.clone(), 4);
     join(&mut stuck).await;
 
     // Sent without reading anything meanwhile: every send returns at once.
@@ -197,11 +195,11 @@ async fn a_member_that_does_not_read_misses_frames_without_holding_up_the_rest()
     for n in 0..FRAMES {
         assert_eq!(reader.receive_from("room").await, json!(n));
     }
-    let mut kept = Vec::new();
-    while let Ok(Output::Text(text)) = stuck.receive_output().await {
-        let frame: Value = serde_json::from_str(&text).unwrap();
-        kept.push(frame["payload"].clone());
-    }
+    let kept: Vec<Value> = drain(&mut stuck)
+        .await
+        .iter()
+        .map(|text| serde_json::from_str::<Value>(text).unwrap()["payload"].clone())
+        .collect();
     // What it got is what fit, in order, from the start; the rest is counted.
     let expected: Vec<Value> = (0..kept.len() as u64).map(|n| json!(n)).collect();
     assert_eq!(kept, expected);

@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chanmux::{BoxError, Consumer, Context, JsonConsumer, Text};
+use chanmux::testing::{Communicator, Output};
+use chanmux::{BoxError, ConnectionConfig, Consumer, Context, Demultiplexer, JsonConsumer, Text};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
@@ -243,4 +244,26 @@ pub fn trace_init() {
         .with_env_filter("chanmux=debug")
         .with_test_writer()
         .try_init();
+}
+
+/// Everything the client gets until the server is quiet.
+pub async fn drain(comm: &mut Communicator) -> Vec<String> {
+    let mut got = Vec::new();
+    while let Ok(output) = comm.receive_output().await {
+        got.push(match output {
+            Output::Text(text) => text,
+            other => format!("{other:?}"),
+        });
+    }
+    got
+}
+
+/// A client that reads one message at a time, over an outbound queue of
+/// `outbound` frames: what it has not read fills the server's queue.
+pub fn slow_reader(demux: Demultiplexer, outbound: usize) -> Communicator {
+    let config = ConnectionConfig::default().with_outbound_capacity(outbound);
+    Communicator::new(demux, "/")
+        .config(config)
+        .client_buffer(1)
+        .receive_timeout(Duration::from_secs(2))
 }
