@@ -423,41 +423,33 @@ impl Context {
         if self.state() != ACCEPTED {
             return false;
         }
-        let mut socket = self;
-        while let Link::Stream(link) = &socket.inner.link {
-            socket = link.demux.parent();
-        }
-        let Link::Socket(link) = &socket.inner.link else {
+        let Some(Link::Socket(socket)) = self.levels().last().map(|ctx| &ctx.inner.link) else {
             unreachable!("every chain of links ends at a socket")
         };
         // Checked again under the queue's lock: a close queues its `closed`
         // frame after changing the state, so the client never gets a
         // broadcast for a stream it has been told is closed (at any level
         // of nesting).
-        let open = || {
-            let mut ctx = self;
-            loop {
-                if ctx.state() != ACCEPTED {
-                    return false;
-                }
-                match &ctx.inner.link {
-                    Link::Stream(link) => ctx = link.demux.parent(),
-                    Link::Socket(_) => return true,
-                }
-            }
-        };
-        let queued = link
+        let open = || self.levels().all(|ctx| ctx.state() == ACCEPTED);
+        let queued = socket
             .outbound
             .try_send_spare(Outbound::Text(Text::frame(frame)), open)
             .is_ok();
         if queued {
-            let mut ctx = self;
-            while let Link::Stream(link) = &ctx.inner.link {
+            for link in self.levels().filter_map(Context::stream_link) {
                 link.declared.metrics().sent.increment(1);
-                ctx = link.demux.parent();
             }
         }
         queued
+    }
+
+    /// This consumer's context, then each enclosing demultiplexer's, out to
+    /// the socket's.
+    fn levels(&self) -> impl Iterator<Item = &Context> {
+        std::iter::successors(Some(self), |ctx| match &ctx.inner.link {
+            Link::Stream(link) => Some(link.demux.parent()),
+            Link::Socket(_) => None,
+        })
     }
 
     fn state(&self) -> u8 {
