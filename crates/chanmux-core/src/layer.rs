@@ -204,6 +204,7 @@ struct Members {
     index: HashMap<ChannelName, usize>,
 }
 
+#[derive(Clone)]
 struct Member {
     channel: ChannelName,
     delivery: Arc<dyn Deliver>,
@@ -231,15 +232,6 @@ impl Members {
         list.swap_remove(at);
         if let Some(moved) = list.get(at) {
             self.index.insert(moved.channel.clone(), at);
-        }
-    }
-}
-
-impl Clone for Member {
-    fn clone(&self) -> Self {
-        Member {
-            channel: self.channel.clone(),
-            delivery: self.delivery.clone(),
         }
     }
 }

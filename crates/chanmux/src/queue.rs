@@ -297,33 +297,43 @@ impl<T> Sender<T> {
     ///
     /// Cancel safe: nothing is reserved unless this returns.
     pub(crate) async fn reserve(&self) -> Result<Permit<'_, T>, Closed<()>> {
-        // Counted as waiting from the first look that finds no room until
-        // this returns (or is cancelled), so no spare send takes the slot
-        // it is woken for.
-        let mut waiting = None;
+        {
+            // The usual case: room at once, without touching the wake-up list.
+            let mut state = self.shared.state();
+            if let Some(reserved) = self.take_room(&mut state) {
+                return reserved;
+            }
+            // Counted as waiting from here until this returns (or is
+            // cancelled), so no spare send takes the slot it is woken for.
+            state.senders_waiting += 1;
+        }
+        let _waiting = Waiting(&self.shared);
         loop {
             let mut room = std::pin::pin!(self.shared.room.notified());
             // Registered before the look: every slot freed from here on
             // wakes a waiter, however many wait at once.
             room.as_mut().enable();
-            {
-                let mut state = self.shared.state();
-                if state.closed {
-                    return Err(Closed(()));
-                }
-                if self.shared.has_room(&state) {
-                    state.reserved += 1;
-                    return Ok(Permit {
-                        shared: &self.shared,
-                    });
-                }
-                if waiting.is_none() {
-                    state.senders_waiting += 1;
-                }
+            let reserved = self.take_room(&mut self.shared.state());
+            if let Some(reserved) = reserved {
+                return reserved;
             }
-            waiting.get_or_insert_with(|| Waiting(&self.shared));
             room.await;
         }
+    }
+
+    /// A slot if there is one, or the end if the queue is closed; `None`
+    /// when it is full.
+    fn take_room(&self, state: &mut State<T>) -> Option<Result<Permit<'_, T>, Closed<()>>> {
+        if state.closed {
+            return Some(Err(Closed(())));
+        }
+        if !self.shared.has_room(state) {
+            return None;
+        }
+        state.reserved += 1;
+        Some(Ok(Permit {
+            shared: &self.shared,
+        }))
     }
 
     /// A handle that can send while this sender (or a clone) lives, without
