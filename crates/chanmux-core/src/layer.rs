@@ -579,6 +579,48 @@ mod tests {
         );
     }
 
+    /// Counts what it is handed, to tell members apart.
+    struct Counts(std::sync::atomic::AtomicUsize);
+
+    impl Deliver for Counts {
+        fn deliver(&self, _message: &Message) -> bool {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+    }
+
+    #[test]
+    fn members_leave_from_anywhere_in_the_list_and_the_rest_still_get_messages() {
+        let local = LocalChannels::new("x");
+        let group = GroupName::new("g").unwrap();
+        let counts: Vec<Arc<Counts>> = (0..4)
+            .map(|_| Arc::new(Counts(Default::default())))
+            .collect();
+        let names: Vec<ChannelName> = counts
+            .iter()
+            .map(|c| {
+                let name = local.open(c.clone());
+                local.registry().add(&group, &name).unwrap();
+                name
+            })
+            .collect();
+        // The first leaves (the last takes its place), then the one moved.
+        local.registry().discard(&group, &names[0]);
+        local.registry().discard(&group, &names[3]);
+        let message = Message::new(&serde_json::json!({"type": "t"})).unwrap();
+        local.deliver_to_group("g", &message);
+        let got: Vec<usize> = counts.iter().map(|c| c.0.load(Ordering::Relaxed)).collect();
+        assert_eq!(got, [0, 1, 1, 0]);
+        assert_eq!(local.stats().memberships, 2);
+        // A send holding the list keeps it whole while a member leaves.
+        let held = local.group_members("g").unwrap();
+        local.registry().discard(&group, &names[1]);
+        assert_eq!(
+            (held.len(), local.group_members("g").unwrap().len()),
+            (2, 1)
+        );
+    }
+
     #[test]
     fn a_panicking_or_refused_delivery_is_contained_and_reported_undelivered() {
         let message = Message::new(&serde_json::json!({"type": "t"})).unwrap();
