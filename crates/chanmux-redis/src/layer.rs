@@ -58,47 +58,22 @@ enum Publisher {
 }
 
 impl Publisher {
-    /// The publishing command: `PUBLISH` or `SPUBLISH`.
-    fn command(&self) -> &'static str {
-        match self {
+    /// `PUBLISH` or `SPUBLISH` of `payload` to `topic`: the command is built
+    /// once, and only the connection it goes on differs.
+    async fn publish(
+        mut self,
+        topic: Joined<'_>,
+        payload: impl redis::ToRedisArgs,
+    ) -> redis::RedisResult<i64> {
+        let name = match self {
             Publisher::Server(_) => "PUBLISH",
             Publisher::Cluster(_) => "SPUBLISH",
-        }
-    }
-}
-
-/// Either connection, so a command is written and queried once.
-impl redis::aio::ConnectionLike for Publisher {
-    fn req_packed_command<'a>(
-        &'a mut self,
-        cmd: &'a redis::Cmd,
-    ) -> redis::RedisFuture<'a, redis::Value> {
-        match self {
-            Publisher::Server(connection) => connection.req_packed_command(cmd),
-            Publisher::Cluster(connection) => connection.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        match self {
-            Publisher::Server(connection) => {
-                connection.req_packed_commands(pipeline, offset, count)
-            }
-            Publisher::Cluster(connection) => {
-                connection.req_packed_commands(pipeline, offset, count)
-            }
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Publisher::Server(connection) => connection.get_db(),
-            Publisher::Cluster(connection) => connection.get_db(),
+        };
+        let mut command = redis::cmd(name);
+        command.arg(topic).arg(payload);
+        match &mut self {
+            Publisher::Server(connection) => command.query_async(connection).await,
+            Publisher::Cluster(connection) => command.query_async(connection).await,
         }
     }
 }
@@ -321,10 +296,8 @@ impl RedisLayer {
         // The connections time out first (and reconnect); this is a backstop
         // (on a cluster, also for its retries while a shard fails over).
         let wait = self.shared().config.operation_timeout + Duration::from_secs(1);
-        let mut publisher = self.inner.publisher.clone();
-        let mut command = redis::cmd(publisher.command());
-        command.arg(topic).arg(payload);
-        let published = timeout(wait, command.query_async::<i64>(&mut publisher)).await;
+        let publisher = self.inner.publisher.clone();
+        let published = timeout(wait, publisher.publish(topic, payload)).await;
         match published {
             Ok(Ok(_receivers)) => Ok(()),
             Ok(Err(e)) => Err(LayerError::Backend(Box::new(e))),
