@@ -2,18 +2,12 @@
 //! on free loopback ports, for tests of the cluster layer and of failover.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::process::Stdio;
-use std::time::Duration;
 
-use redis::FromRedisValue;
 use tokio::process::{Child, Command};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::timeout;
 
-use super::free_port;
-
-/// How long starting the cluster, or a failover, may take.
-const DEADLINE: Duration = Duration::from_secs(30);
+use super::{DEADLINE, free_port, query, wait_until};
 
 /// A Redis Cluster of three masters, each with one replica, with no
 /// persistence; every node is killed when this is dropped.
@@ -273,31 +267,4 @@ async fn list_nodes(port: u16) -> Option<Vec<Listed>> {
         });
     }
     Some(listed)
-}
-
-/// Runs `args` on the node at `port`; `None` if it does not answer (within
-/// 2 s) or answers with an error.
-async fn query<T: FromRedisValue>(port: u16, args: &[&str]) -> Option<T> {
-    let ask = async {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
-        let mut command = redis::cmd(args[0]);
-        for arg in &args[1..] {
-            command.arg(*arg);
-        }
-        command.query_async(&mut connection).await.ok()
-    };
-    timeout(Duration::from_secs(2), ask).await.ok().flatten()
-}
-
-async fn wait_until<F, Fut>(what: &str, condition: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        sleep(Duration::from_millis(50)).await;
-    }
 }

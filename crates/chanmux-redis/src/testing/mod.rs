@@ -6,12 +6,17 @@ mod cluster;
 
 pub use cluster::RedisCluster;
 
+use std::future::Future;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use redis::FromRedisValue;
+use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
+use tokio::time::{Instant, sleep, timeout};
+
+/// How long a server or cluster may take to start, or a failover to finish.
+const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A `redis-server` child process with no persistence; killed when dropped.
 #[derive(Debug)]
@@ -84,21 +89,11 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be on PATH (scripts/ensure-tools.sh installs it)");
         self.child = Some(child);
-        self.wait_until_ready().await;
-    }
-
-    async fn wait_until_ready(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.ping().await {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let port = self.port;
+        wait_until("redis-server to answer", || async move {
+            query::<String>(port, &["PING"]).await.is_some()
+        })
+        .await;
     }
 
     /// The Redis channels with at least one subscriber that match `pattern`
@@ -108,44 +103,38 @@ impl RedisServer {
     ///
     /// When the server does not answer as Redis does.
     pub async fn subscribed_channels(&self, pattern: &str) -> Vec<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))
+        let mut names: Vec<String> = query(self.port, &["PUBSUB", "CHANNELS", pattern])
             .await
-            .expect("connect to redis-server");
-        let command = format!(
-            "*3\r\n$6\r\nPUBSUB\r\n$8\r\nCHANNELS\r\n${}\r\n{pattern}\r\n",
-            pattern.len()
-        );
-        stream
-            .write_all(command.as_bytes())
-            .await
-            .expect("send PUBSUB");
-        let mut reader = tokio::io::BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).await.expect("a reply");
-        let count: usize = line
-            .trim_end()
-            .strip_prefix('*')
-            .and_then(|n| n.parse().ok())
-            .expect("an array reply");
-        let mut names = Vec::with_capacity(count);
-        for _ in 0..count {
-            line.clear();
-            reader.read_line(&mut line).await.expect("a bulk length");
-            line.clear();
-            reader.read_line(&mut line).await.expect("a bulk string");
-            names.push(line.trim_end().to_owned());
-        }
+            .expect("redis-server answers PUBSUB CHANNELS");
         names.sort();
         names
     }
+}
 
-    async fn ping(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)).await else {
-            return false;
-        };
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").await.is_ok()
-            && stream.read_exact(&mut reply).await.is_ok()
-            && &reply == b"+PONG\r\n"
+/// Runs `args` on the node at `port`; `None` if it does not answer (within
+/// 2 s) or answers with an error.
+pub(crate) async fn query<T: FromRedisValue>(port: u16, args: &[&str]) -> Option<T> {
+    let ask = async {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command.query_async(&mut connection).await.ok()
+    };
+    timeout(Duration::from_secs(2), ask).await.ok().flatten()
+}
+
+/// Waits (at most [`DEADLINE`]) until `condition` holds, checking every 50 ms.
+pub(crate) async fn wait_until<F, Fut>(what: &str, condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(50)).await;
     }
 }
