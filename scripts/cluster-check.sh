@@ -87,17 +87,21 @@ for _ in $(seq 1 100); do grep -q waiting "$dir/rooms.log" && break; sleep 0.1; 
 cat "$dir/rooms.log"
 grep -q FAIL "$dir/rooms.log" && exit 1
 
+# The port of the live master serving SLOT, as node PORT sees the cluster.
+master_of_slot() {
+  redis-cli -p "$1" cluster nodes | awk -v slot="$2" '
+    $3 ~ /master/ && $3 !~ /fail/ { for (i = 9; i <= NF; i++) { split($i, r, "-");
+      if (slot >= r[1] && slot <= (r[2] == "" ? r[1] : r[2])) { split($2, a, "[:@]"); print a[2] } } }'
+}
 slot=$(redis-cli -p "${ports[0]}" cluster keyslot chanmux:g:room.x)
-master=$(redis-cli -p "${ports[0]}" cluster nodes | awk -v slot="$slot" '
-  $3 ~ /master/ { for (i = 9; i <= NF; i++) { split($i, r, "-"); if (slot >= r[1] && slot <= (r[2] == "" ? r[1] : r[2])) { split($2, a, "[:@]"); print a[2] } } }')
+master=$(master_of_slot "${ports[0]}" "$slot")
 echo "== stopping the master of slot $slot (chanmux:g:room.x): port $master"
 for i in "${!ports[@]}"; do [[ ${ports[$i]} == "$master" ]] && kill -KILL "${pids[$i]}"; done
 alive=()
 for port in "${ports[@]}"; do [[ $port != "$master" ]] && alive+=("$port"); done
 # The replica is promoted once the master has been unreachable for the node timeout.
 for _ in $(seq 1 300); do
-  owner=$(redis-cli -p "${alive[0]}" cluster nodes | awk -v slot="$slot" '
-    $3 ~ /master/ && $3 !~ /fail/ { for (i = 9; i <= NF; i++) { split($i, r, "-"); if (slot >= r[1] && slot <= (r[2] == "" ? r[1] : r[2])) { split($2, a, "[:@]"); print a[2] } } }')
+  owner=$(master_of_slot "${alive[0]}" "$slot")
   [[ -n $owner && $owner != "$master" ]] && break
   sleep 0.1
 done
